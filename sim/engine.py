@@ -1,0 +1,316 @@
+"""The feed world and its step: the one place where the order of things is written.
+
+One tick (``FeedWorld.step``):
+
+1. Opening (kernel ``open_step``): habit decays; idle users may open the app;
+   in-session users get the tick's minutes.
+2. Sub-steps, while any in-session user has tick time left:
+   a. access: the recommender's gate (caps, curfew, rest prompts);
+   b. retrieval (kernel ``draw_candidates``): candidates per block of users;
+   c. scoring: ``recommender.score`` (checked against the protocol);
+   d. viewing (kernel ``view_step``): slate, choice, watching, updates, go on?;
+   e. logging: platform counters, hourly minutes.
+3. Learning: ``recommender.fit(view, log of the tick)``.
+4. At midnight: per-user day statistics are stored, counters reset, the
+   platform's counts decay and the oldest items are replaced.
+
+Public objects
+--------------
+FeedWorld
+    The world (struct-of-arrays state) and its step.
+simulate
+    Run a scenario to the end and return a :class:`sim.record.RunRecord`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from sim.kernels import feed
+from sim.kernels import layout as L
+from sim.platform import InteractionLog, PlatformView, PluginError
+from sim.record import RunRecord
+from sim.registry import make_recommender
+from sim.rng import root_key, spawn_generators
+from sim.scenario import Scenario
+from sim.state import (
+    ACTIVITY_PROFILES,
+    N_MINHASH,
+    PlatformState,
+    category_centroids,
+    make_items,
+    make_users,
+    replace_items,
+)
+
+__all__ = ["FeedWorld", "simulate", "BLOCK_SIZE", "MAX_SUBSTEPS"]
+
+BLOCK_SIZE = 128  # users sharing one retrieval draw (see benchmarks/README.md)
+MAX_SUBSTEPS = 1024  # draw-counter room per tick: step = tick * MAX_SUBSTEPS + substep
+
+
+def _coprime_strides(n_items: int, rng: np.random.Generator, n: int = 64) -> np.ndarray:
+    cand = rng.integers(1, max(2, n_items), size=8 * n)
+    good = [int(c) for c in cand if math.gcd(int(c), n_items) == 1]
+    return np.array((good or [1])[:n], dtype=np.int64)
+
+
+def _entropy_top1(cat_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Category entropy (nats) and top-category share of each row of counts."""
+    tot = cat_counts.sum(axis=1, dtype=np.float64)
+    safe = np.maximum(tot, 1.0)[:, None]
+    p = cat_counts / safe
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+    top1 = cat_counts.max(axis=1) / np.maximum(tot, 1.0)
+    ent[tot == 0] = np.nan
+    top1[tot == 0] = np.nan
+    return ent.astype(np.float32), top1.astype(np.float32)
+
+
+class FeedWorld:
+    """The feed world of a scenario, advanced one tick at a time.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    replication : int
+        Replication index (selects the spawned seed).
+    recommender : object, optional
+        A recommender instance; by default built from ``scenario.recommender``.
+    """
+
+    def __init__(self, scenario: Scenario, replication: int = 0, recommender=None):
+        sc = self.scenario = scenario
+        self.replication = replication
+        self.key = root_key(sc.seed, replication)
+        self.rec_key = int(feed.minhash_item(self.key, 7)) << 31 | int(feed.minhash_item(self.key, 8))
+        gens = spawn_generators(sc.seed, ("population", "items", "retrieval"), replication)
+        self._item_rng = gens["items"]
+        self.centroids = category_centroids(sc.catalogue.n_categories, sc.population.interest_dim, gens["items"])
+        self.users = make_users(sc, self.centroids, gens["population"])
+        self.items = make_items(sc, self.centroids, gens["items"])
+        self.strides = _coprime_strides(sc.catalogue.n_items, gens["retrieval"])
+        n, m, dim = self.users.n_users, self.items.n_items, sc.population.interest_dim
+        self.platform = PlatformState(
+            user_hat=np.zeros((n, dim), dtype=np.float32),
+            item_views_hat=np.zeros(m, dtype=np.float32),
+            item_minutes_hat=np.zeros(m, dtype=np.float32),
+            item_impressions_hat=np.zeros(m, dtype=np.float32),
+        )
+        self.day_stats = np.zeros((n, L.N_DAY), dtype=np.float32)
+        self.cat_counts = np.zeros((n, sc.catalogue.n_categories), dtype=np.int32)
+        self.imp_emb_sum = np.zeros((n, dim), dtype=np.float32)
+        self.minhash = np.full((n, N_MINHASH), np.iinfo(np.uint32).max, dtype=np.uint32)
+        self.alerted_mask = np.zeros(n, dtype=np.bool_)
+        self.beh = L.pack_behaviour(sc)
+        self.habit_decay = L.habit_decay_per_tick(sc)
+        self.recommender = recommender if recommender is not None else make_recommender(sc.recommender)
+        self.recommender_label = (
+            sc.recommender.kind if recommender is None else type(recommender).__name__
+        )
+        n_days = sc.clock.days
+        self.user_days = np.zeros((n_days, n, L.N_DAY), dtype=np.float32)
+        self.feed_days = np.full((n_days, n, 2), np.nan, dtype=np.float32)  # entropy, top1 share
+        self.hourly_minutes = np.zeros((3, 24), dtype=np.float64)
+        self.tick = 0
+        self.substeps = 0
+        self.agent_steps = 0
+        self._replaced = np.zeros(0, dtype=np.int32)
+        self.view = PlatformView(
+            n_users=n, n_items=m, key=self.rec_key, slate_size=sc.recommender.slate_size,
+            tick_minutes=sc.clock.tick_minutes, tick=0, step=0, day=0, hour=0,
+            item_embedding=self.items.embedding, item_category=self.items.category,
+            item_creator=self.items.creator, item_birth_tick=self.items.birth_tick,
+            item_length_minutes=self.items.length_minutes, item_harmful_mask=self.items.harmful_mask,
+            item_views_hat=self.platform.item_views_hat, item_minutes_hat=self.platform.item_minutes_hat,
+            item_impressions_hat=self.platform.item_impressions_hat, user_hat=self.platform.user_hat,
+            user_age=self.users.age, user_cohort=self.users.cohort,
+            user_opt_out_mask=self.users.opt_out_mask, user_minutes_today=self.day_stats[:, L.MINUTES],
+            user_streak_minutes=self.users.streak_minutes, replaced_item_idx=self._replaced,
+        )  # fmt: skip
+
+    # -- protocol checks -------------------------------------------------------------------
+    def _checked_scores(self, scores, shape):
+        name = self.recommender_label
+        if not isinstance(scores, np.ndarray):
+            raise PluginError(
+                f"recommender '{name}': score() returned {type(scores).__name__}, not a numpy array; "
+                f"fix: return a float32 array of shape (n_batch, n_cand) = {shape}"
+            )
+        if scores.shape != shape:
+            raise PluginError(
+                f"recommender '{name}': score() returned shape {scores.shape}, expected {shape} "
+                "(n_batch, n_cand); fix: one row per user, one column per candidate"
+            )
+        if scores.dtype.kind != "f":
+            raise PluginError(
+                f"recommender '{name}': score() returned dtype {scores.dtype}; fix: return float32 scores"
+            )
+        scores = np.ascontiguousarray(scores, dtype=np.float32)
+        if np.isnan(scores).any() or np.isposinf(scores).any():
+            raise PluginError(
+                f"recommender '{name}': score() returned NaN or +inf; fix: return finite scores "
+                "(-inf only to exclude a candidate)"
+            )
+        return scores
+
+    def _checked_access(self, n_act):
+        rec = self.recommender
+        if not hasattr(rec, "access"):
+            inf = np.full(n_act, np.inf, dtype=np.float32)
+            return inf, inf
+        out = rec.access(self._active, self.view)
+        try:
+            allowance, prompt_after = out
+            allowance = np.ascontiguousarray(allowance, dtype=np.float32)
+            prompt_after = np.ascontiguousarray(prompt_after, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise PluginError(
+                f"recommender '{self.recommender_label}': access() must return two float arrays "
+                "(allowance, prompt_after) of shape (n_batch,)"
+            ) from None
+        if allowance.shape != (n_act,) or prompt_after.shape != (n_act,):
+            raise PluginError(
+                f"recommender '{self.recommender_label}': access() returned shapes "
+                f"{allowance.shape}, {prompt_after.shape}; expected ({n_act},) each"
+            )
+        return allowance, prompt_after
+
+    # -- the step -----------------------------------------------------------------------------
+    @property
+    def ticks_per_day(self) -> int:
+        """Ticks in one day."""
+        return self.scenario.ticks_per_day
+
+    @property
+    def n_ticks(self) -> int:
+        """Ticks in the whole run."""
+        return self.ticks_per_day * self.scenario.clock.days
+
+    def step(self) -> None:
+        """Advance the world by one tick (see the module docstring for the phases)."""
+        sc, u, it, pf = self.scenario, self.users, self.items, self.platform
+        tpd = self.ticks_per_day
+        tick = self.tick
+        tod = tick % tpd
+        hour = (tod * sc.clock.tick_minutes) // 60
+        night = L.is_night(hour)
+        self.view._set(tick=tick, day=tick // tpd, hour=hour, replaced_item_idx=self._replaced)
+
+        # 1. opening
+        feed.open_step(
+            self.key, tick, float(sc.clock.tick_minutes), hour, u.cohort, u.night_owl_mask, u.open_rate,
+            ACTIVITY_PROFILES, float(self.beh[L.HABIT_CUE]), self.habit_decay, u.true_habit,
+            u.in_session_mask, u.time_left, self.day_stats,
+        )  # fmt: skip
+
+        # 2. sub-steps
+        n_cand, k = sc.recommender.n_candidates, sc.recommender.slate_size
+        active = np.flatnonzero(u.in_session_mask & (u.time_left > 0))
+        logs_user, logs_item, logs_min, logs_step = [], [], [], []
+        impressions = np.zeros(it.n_items, dtype=np.int64)
+        sub = 0
+        while active.size:
+            if sub >= MAX_SUBSTEPS:
+                raise RuntimeError("more than MAX_SUBSTEPS views in one tick; item lengths too short?")
+            step = tick * MAX_SUBSTEPS + sub
+            self.view._set(step=step)
+            self._active = active
+            n_act = active.size
+            allowance, prompt_after = self._checked_access(n_act)
+            cand = np.empty((n_act, n_cand), dtype=np.int32)
+            feed.draw_candidates(self.key, step, active, it.n_items, self.strides, BLOCK_SIZE, cand)
+            scores = self._checked_scores(self.recommender.score(active, cand, self.view), cand.shape)
+            out_item = np.empty(n_act, dtype=np.int32)
+            out_min = np.empty(n_act, dtype=np.float32)
+            out_slate = np.empty((n_act, k), dtype=np.int32)
+            feed.view_step(
+                self.key, step, night, active, cand, scores, allowance, prompt_after, k, self.beh,
+                it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
+                it.length_minutes, it.uid,
+                u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
+                u.in_session_mask, u.time_left, u.streak_minutes, u.since_prompt_minutes,
+                self.alerted_mask, pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
+                self.minhash, out_item, out_min, out_slate,
+            )  # fmt: skip
+            watched = out_item >= 0
+            shown = out_slate[out_slate >= 0]
+            impressions += np.bincount(shown, minlength=it.n_items)
+            if watched.any():
+                logs_user.append(active[watched])
+                logs_item.append(out_item[watched])
+                logs_min.append(out_min[watched])
+                logs_step.append(np.full(int(watched.sum()), step, dtype=np.int64))
+                self.hourly_minutes[:, hour] += np.bincount(
+                    u.cohort[active[watched]], weights=out_min[watched], minlength=3
+                )
+            self.agent_steps += n_act
+            active = active[u.in_session_mask[active] & (u.time_left[active] > 0)]
+            sub += 1
+        self.substeps += sub
+
+        # 3. learning
+        cat = np.concatenate
+        log = InteractionLog(
+            user_idx=cat(logs_user) if logs_user else np.zeros(0, dtype=np.int64),
+            item_idx=cat(logs_item) if logs_item else np.zeros(0, dtype=np.int32),
+            minutes=cat(logs_min) if logs_min else np.zeros(0, dtype=np.float32),
+            step=cat(logs_step) if logs_step else np.zeros(0, dtype=np.int64),
+            item_impressions=impressions.astype(np.int32),
+        )
+        pf.item_views_hat += np.bincount(log.item_idx, minlength=it.n_items).astype(np.float32)
+        pf.item_minutes_hat += np.bincount(log.item_idx, weights=log.minutes, minlength=it.n_items).astype(
+            np.float32
+        )
+        pf.item_impressions_hat += impressions.astype(np.float32)
+        self.recommender.fit(self.view, log)
+        self._replaced = np.zeros(0, dtype=np.int32)
+
+        # 4. midnight
+        self.tick += 1
+        if self.tick % tpd == 0:
+            self._end_of_day(self.tick // tpd - 1)
+
+    def _end_of_day(self, day: int) -> None:
+        sc, pf = self.scenario, self.platform
+        if day < self.user_days.shape[0]:
+            self.user_days[day] = self.day_stats
+            ent, top1 = _entropy_top1(self.cat_counts)
+            self.feed_days[day, :, 0] = ent
+            self.feed_days[day, :, 1] = top1
+        self.day_stats[:] = 0.0
+        self.cat_counts[:] = 0
+        decay = np.float32(0.5 ** (1.0 / pf.stats_half_life_days))
+        pf.item_views_hat *= decay
+        pf.item_minutes_hat *= decay
+        pf.item_impressions_hat *= decay
+        new = replace_items(self.items, sc, self.centroids, self._item_rng, self.tick)
+        pf.item_views_hat[new] = 0.0
+        pf.item_minutes_hat[new] = 0.0
+        pf.item_impressions_hat[new] = 0.0
+        self._replaced = new
+
+    def run(self, progress: bool = False, label: str = "") -> RunRecord:
+        """Run to the end of the scenario and return its record."""
+        started = time.perf_counter()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.scenario.clock.days, unit="day", desc=label or self.scenario.name, leave=False)
+        while self.tick < self.n_ticks:
+            self.step()
+            if bar is not None and self.tick % self.ticks_per_day == 0:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        return RunRecord.from_world(self, wall_seconds=time.perf_counter() - started)
+
+
+def simulate(scenario: Scenario, replication: int = 0, recommender=None, progress: bool = False) -> RunRecord:
+    """Run ``scenario`` (replication ``replication``) and return its :class:`RunRecord`."""
+    return FeedWorld(scenario, replication=replication, recommender=recommender).run(progress=progress)

@@ -1,0 +1,340 @@
+"""The feed world's kernels: who opens the app, and one view of a slate per active user.
+
+All kernels are ``njit(parallel=True, cache=True)`` loops over users in which
+every iteration writes only its own user's rows, and every random number is
+:func:`sim.rng.uniform` keyed on (key, step, user, purpose). Results are
+therefore bitwise identical for any number of threads. The plain
+NumPy/Python twins are in :mod:`sim.kernels.reference`.
+
+Public objects
+--------------
+open_step
+    Habit decay, tick-time refill, and session openings for all users.
+draw_candidates
+    Retrieval: each block of ``block_size`` users shares ``n_cand`` distinct items per step.
+view_step
+    Slate selection (top-k of the recommender's scores), logit choice, watching,
+    state updates and the decision to go on, for every active user.
+minhash_item
+    The MinHash function used for users' consumption sketches.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from sim.kernels import layout as L
+from sim.rng import Purpose, hash4, uniform
+
+__all__ = ["draw_candidates", "minhash_item", "open_step", "view_step", "CHUNK"]
+
+CHUNK = 256  # rows per parallel work item in view_step (scratch buffers are per chunk)
+_P_OPEN = Purpose.OPEN
+_P_OFFSET = Purpose.OPEN_OFFSET
+_P_CAND = Purpose.CANDIDATES
+_P_CHOICE = Purpose.CHOICE
+_P_CONT = Purpose.CONTINUE
+_P_PROMPT = Purpose.REST_PROMPT
+_MINHASH_SALT = np.uint64(0x5EED5EED)
+
+
+@nb.njit(parallel=True, cache=True)
+def open_step(
+    key, tick, tick_minutes, hour, cohort, night_owl_mask, open_rate, profiles, habit_cue,
+    habit_decay, habit, in_session_mask, time_left, day_stats,
+):  # fmt: skip
+    """Advance every user by one tick's opening decision.
+
+    Parameters
+    ----------
+    key, tick : int
+        Run key and tick number (the counter of the draws).
+    tick_minutes : float
+        Minutes per tick.
+    hour : int
+        Hour of day (0-23) of this tick.
+    cohort : int8 (n_users,)
+    night_owl_mask : bool (n_users,)
+    open_rate : float32 (n_users,)
+        Expected openings per tick at profile weight 1 and zero habit.
+    profiles : float32 (3, 2, 24)
+        Relative hourly rates by cohort and chronotype.
+    habit_cue : float
+        Relative increase of the opening rate per unit of habit (hours/day).
+    habit_decay : float
+        Multiplicative habit decay per tick.
+    habit : float32 (n_users,)
+        Updated in place.
+    in_session_mask : bool (n_users,)
+        Updated in place: openers enter a session.
+    time_left : float32 (n_users,)
+        Updated in place: in-session users get ``tick_minutes`` more; openers
+        get a uniform share of the tick (they open part-way through it).
+    day_stats : float32 (n_users, N_DAY)
+        The SESSIONS column is incremented for openers.
+    """
+    n = cohort.shape[0]
+    for u in nb.prange(n):
+        habit[u] = np.float32(habit[u] * habit_decay)
+        if in_session_mask[u]:
+            time_left[u] = np.float32(time_left[u] + tick_minutes)
+        else:
+            owl = 1 if night_owl_mask[u] else 0
+            rate = open_rate[u] * profiles[cohort[u], owl, hour] * (1.0 + habit_cue * habit[u])
+            p = 1.0 - math.exp(-rate)
+            if uniform(key, tick, u, _P_OPEN) < p:
+                in_session_mask[u] = True
+                time_left[u] = np.float32(tick_minutes * uniform(key, tick, u, _P_OFFSET))
+                day_stats[u, L.SESSIONS] += 1.0
+
+
+@nb.njit(parallel=True, cache=True)
+def draw_candidates(key, step, active_idx, n_items, strides, block_size, out):
+    """Fill ``out`` (n_active, n_cand) int32 with each active user's candidate items.
+
+    Users ``u`` with the same ``u // block_size`` share one draw per step: an
+    arithmetic progression ``start + j * stride (mod n_items)`` with a stride
+    coprime to ``n_items``, so the ``n_cand`` items are distinct and each item
+    is equally likely to be a candidate.
+    """
+    n_act, n_cand = out.shape
+    n_strides = strides.shape[0]
+    for r in nb.prange(n_act):
+        b = active_idx[r] // block_size
+        h = hash4(key, step, b, _P_CAND)
+        start = np.int64(h % np.uint64(n_items))
+        stride = np.int64(strides[np.int64((h >> np.uint64(40)) % np.uint64(n_strides))])
+        for j in range(n_cand):
+            out[r, j] = np.int32((start + j * stride) % n_items)
+
+
+@nb.njit(inline="always", cache=True)
+def minhash_item(uid, k):
+    """Return the k-th 32-bit MinHash value of item ``uid`` (independent of the run)."""
+    return np.uint32(hash4(_MINHASH_SALT, uid, k, 0) >> np.uint64(32))
+
+
+@nb.njit(inline="always", cache=True)
+def _sigmoid(z):
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+@nb.njit(inline="always", cache=True)
+def _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask):
+    in_session_mask[u] = False
+    time_left[u] = 0.0
+    streak[u] = 0.0
+    since_prompt[u] = 0.0
+    alerted_mask[u] = False
+
+
+@nb.njit(parallel=True, cache=True)
+def view_step(
+    key, step, night, active_idx, cand_idx, scores, allowance, prompt_after, slate_size, beh,
+    emb, category, harmful_mask, true_quality, true_hook, length_minutes, uid,
+    true_interest, true_habit, true_self_control, true_intended, in_session_mask, time_left,
+    streak, since_prompt, alerted_mask,
+    user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
+    out_item, out_minutes, out_slate,
+):  # fmt: skip
+    """One view for every active user: show a slate, choose, watch, maybe go on.
+
+    Parameters
+    ----------
+    key, step : int
+        Run key and the draw counter of this sub-step (``tick * 1024 + substep``).
+    night : bool
+        Whether this tick is in 22:00-06:00.
+    active_idx : int64 (n_act,)
+        Users who view now (in session, tick time left).
+    cand_idx : int32 (n_act, n_cand)
+        Candidate item slots.
+    scores : float32 (n_act, n_cand)
+        The recommender's scores; ``-inf`` excludes a candidate. The slate is
+        the top ``slate_size`` finite scores, ties to the earlier candidate.
+    allowance : float32 (n_act,)
+        Minutes the platform still serves each user now (``inf``: no limit;
+        ``<= 0``: the session is refused).
+    prompt_after : float32 (n_act,)
+        Show a rest prompt once this many minutes passed since the last one
+        (``inf``: never).
+    slate_size : int
+    beh : float64 (N_BEH,)
+        Behaviour parameters (:mod:`sim.kernels.layout`).
+    emb .. uid : item arrays (n_items, ...)
+        Content embedding (float32, (n_items, D)), category, harmful label,
+        true quality, true hook, length (minutes), unique id.
+    true_interest : float32 (n_users, D)
+        Updated in place (drift toward consumed items).
+    true_habit, true_self_control, true_intended : float32 (n_users,)
+        Habit is updated in place.
+    in_session_mask, time_left, streak, since_prompt, alerted_mask : (n_users,)
+        Session state, updated in place.
+    user_hat : float32 (n_users, D)
+        The platform's profile, updated in place from the watched item.
+    day_stats : float32 (n_users, N_DAY)
+        Today's counters, updated in place.
+    cat_counts : int32 (n_users, n_categories)
+        Today's impressions by category, updated in place.
+    imp_emb_sum : float32 (n_users, D)
+        Run total of impression embeddings, updated in place.
+    minhash : uint32 (n_users, K)
+        Run MinHash sketch of consumed item ids, updated in place.
+    out_item : int32 (n_act,)
+        Output: the watched item slot, or -1 if the user did not watch.
+    out_minutes : float32 (n_act,)
+        Output: minutes watched.
+    out_slate : int32 (n_act, slate_size)
+        Output: the slate shown (-1 padded; all -1 if none was shown).
+    """
+    n_act, n_cand = scores.shape
+    dim = emb.shape[1]
+    n_hash = minhash.shape[1]
+    temp = beh[L.TEMPERATURE]
+    n_chunks = (n_act + CHUNK - 1) // CHUNK
+    for ch in nb.prange(n_chunks):
+        top_s = np.empty(slate_size, dtype=np.float32)
+        top_j = np.empty(slate_size, dtype=np.int64)
+        util = np.empty(slate_size, dtype=np.float64)
+        match = np.empty(slate_size, dtype=np.float64)
+        for r in range(ch * CHUNK, min(n_act, (ch + 1) * CHUNK)):
+            u = active_idx[r]
+            out_item[r] = -1
+            out_minutes[r] = 0.0
+            for k in range(slate_size):
+                out_slate[r, k] = -1
+            if allowance[r] <= 0.0:
+                day_stats[u, L.BLOCKED] += 1.0
+                _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+                continue
+            if since_prompt[u] >= prompt_after[r]:
+                day_stats[u, L.PROMPTS] += 1.0
+                since_prompt[u] = 0.0
+                alerted_mask[u] = False
+                if uniform(key, step, u, _P_PROMPT) < beh[L.PROMPT_COMPLY]:
+                    _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+                    continue
+            elif since_prompt[u] >= beh[L.STREAK_ALERT] and not alerted_mask[u]:
+                day_stats[u, L.UNPROMPTED_STREAKS] += 1.0
+                alerted_mask[u] = True
+
+            # 1. slate: top-k of the scores (insertion into a sorted buffer)
+            n_top = 0
+            for j in range(n_cand):
+                s = scores[r, j]
+                if not (s > -np.inf):  # -inf and NaN are not eligible
+                    continue
+                if n_top < slate_size:
+                    pos = n_top
+                    n_top += 1
+                elif s > top_s[slate_size - 1]:
+                    pos = slate_size - 1
+                else:
+                    continue
+                while pos > 0 and s > top_s[pos - 1]:
+                    top_s[pos] = top_s[pos - 1]
+                    top_j[pos] = top_j[pos - 1]
+                    pos -= 1
+                top_s[pos] = s
+                top_j[pos] = j
+            if n_top == 0:
+                _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+                continue
+
+            # 2. impressions and true utilities
+            umax = (beh[L.LEAVE_U] + beh[L.FATIGUE_W] * streak[u] / 60.0) / temp
+            u_leave = umax
+            for k in range(n_top):
+                i = cand_idx[r, top_j[k]]
+                out_slate[r, k] = i
+                day_stats[u, L.IMPRESSIONS] += 1.0
+                if harmful_mask[i]:
+                    day_stats[u, L.HARMFUL_IMPRESSIONS] += 1.0
+                cat_counts[u, category[i]] += 1
+                m = np.float32(0.0)
+                for d in range(dim):
+                    imp_emb_sum[u, d] += emb[i, d]
+                    m += true_interest[u, d] * emb[i, d]
+                match[k] = m
+                util[k] = (
+                    beh[L.MATCH_W] * m + beh[L.QUALITY_W] * true_quality[i] + beh[L.HOOK_W] * true_hook[i]
+                ) / temp
+                if util[k] > umax:
+                    umax = util[k]
+
+            # 3. logit choice among the slate and leaving (inverse CDF)
+            total = math.exp(u_leave - umax)
+            for k in range(n_top):
+                util[k] = math.exp(util[k] - umax)
+                total += util[k]
+            x = uniform(key, step, u, _P_CHOICE) * total
+            pick = -1
+            acc = math.exp(u_leave - umax)
+            if x >= acc:
+                for k in range(n_top):
+                    acc += util[k]
+                    pick = k
+                    if x < acc:
+                        break
+            if pick < 0:
+                _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+                continue
+
+            # 4. watch
+            i = cand_idx[r, top_j[pick]]
+            share = _sigmoid(
+                beh[L.WATCH_SLOPE] * (match[pick] + true_quality[i]) + beh[L.WATCH_HOOK] * true_hook[i]
+            )
+            minutes = np.float32(length_minutes[i] * share)
+            if minutes > allowance[r]:
+                minutes = np.float32(allowance[r])
+            out_item[r] = i
+            out_minutes[r] = minutes
+            before = day_stats[u, L.MINUTES]
+            after = np.float32(before + minutes)
+            day_stats[u, L.MINUTES] = after
+            day_stats[u, L.VIEWS] += 1.0
+            if night:
+                day_stats[u, L.NIGHT_MINUTES] += minutes
+            over = after - max(before, true_intended[u])
+            if over > 0.0:
+                day_stats[u, L.REGRET_MINUTES] += np.float32(min(over, minutes))
+            if harmful_mask[i]:
+                day_stats[u, L.HARMFUL_VIEWS] += 1.0
+            streak[u] = np.float32(streak[u] + minutes)
+            since_prompt[u] = np.float32(since_prompt[u] + minutes)
+            time_left[u] = np.float32(time_left[u] - minutes)
+            true_habit[u] = np.float32(true_habit[u] + beh[L.HABIT_GAIN] * minutes)
+
+            # 5. learning: the platform's profile, and the user's interest drift
+            a = beh[L.HAT_RATE] * share
+            g = beh[L.DRIFT] * share
+            norm = 0.0
+            for d in range(dim):
+                user_hat[u, d] = np.float32((1.0 - a) * user_hat[u, d] + a * emb[i, d])
+                t = np.float32(true_interest[u, d] + g * (emb[i, d] - true_interest[u, d]))
+                true_interest[u, d] = t
+                norm += t * t
+            if g > 0.0 and norm > 0.0:
+                inv = 1.0 / math.sqrt(norm)
+                for d in range(dim):
+                    true_interest[u, d] = np.float32(true_interest[u, d] * inv)
+            for k in range(n_hash):
+                h = minhash_item(uid[i], k)
+                if h < minhash[u, k]:
+                    minhash[u, k] = h
+
+            # 6. go on?
+            ratio = after / true_intended[u] - 1.0
+            z = (
+                beh[L.CONT_BASE]
+                + beh[L.CONT_HABIT] * true_habit[u]
+                + beh[L.CONT_HOOK] * true_hook[i]
+                - beh[L.CONT_FATIGUE] * streak[u] / 60.0
+                - beh[L.CONT_SELF] * true_self_control[u] * (0.5 + max(ratio, 0.0))
+            )
+            if uniform(key, step, u, _P_CONT) >= _sigmoid(z):
+                _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)

@@ -1,0 +1,173 @@
+"""What the platform sees, and the recommender protocol.
+
+A recommender never receives the world. It receives a :class:`PlatformView`:
+content features, the platform's own logs and estimates (``*_hat``), declared
+user attributes and the clock. Ground truth (``true_*``) is not in it, and
+asking for it raises an error that says so.
+
+Public objects
+--------------
+PlatformView
+    The read-only view passed to every recommender call.
+InteractionLog
+    One tick of views (the data a recommender learns from in ``fit``).
+Recommender
+    The protocol: ``fit(view, log) -> self`` and
+    ``score(user_idx, cand_idx, view) -> (n_batch, n_cand) float32``;
+    optionally ``access(user_idx, view) -> (allowance, prompt_after)``.
+BaseRecommender
+    Optional mixin with ``get_params``, a no-op ``fit`` and an unrestricted ``access``.
+PluginError
+    A plugin broke the protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from sim.scenario import ScenarioError
+
+__all__ = ["BaseRecommender", "InteractionLog", "PlatformView", "PluginError", "Recommender"]
+
+
+class PluginError(ScenarioError):
+    """A recommender (built-in or plugin) broke the protocol."""
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+class PlatformView:
+    """Read-only view of the platform's data for recommenders.
+
+    Attributes
+    ----------
+    tick, step, day, hour, tick_minutes : int
+        Clock; ``step`` is the draw counter of the current sub-step.
+    key : int
+        The recommender's own random key (use with :func:`sim.rng.uniform`).
+    slate_size : int
+        Items per slate.
+    n_users, n_items : int
+    item_embedding : float32 (n_items, D)
+        Content features.
+    item_category, item_creator, item_birth_tick : int32 (n_items,)
+    item_length_minutes : float32 (n_items,)
+    item_harmful_mask : bool (n_items,)
+        Moderation label: harmful to minors.
+    item_views_hat, item_minutes_hat, item_impressions_hat : float32 (n_items,)
+        Decayed counts from the platform's logs.
+    user_hat : float32 (n_users, D)
+        The platform's interest profile of each user.
+    user_age : int16 (n_users,)
+        Declared age (years).
+    user_opt_out_mask : bool (n_users,)
+        Personalisation switched off (Art. 17).
+    user_minutes_today, user_streak_minutes : float32 (n_users,)
+        Today's minutes and the current session's minutes (platform logs).
+    replaced_item_idx : int32 (n_new,)
+        Item slots that received new items since the previous ``fit``.
+    """
+
+    _FORBIDDEN = "true_"
+
+    def __init__(self, **arrays):
+        for name, value in arrays.items():
+            object.__setattr__(self, name, _readonly(value) if isinstance(value, np.ndarray) else value)
+
+    def _set(self, **values):
+        for name, value in values.items():
+            object.__setattr__(self, name, _readonly(value) if isinstance(value, np.ndarray) else value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"PlatformView is read-only (tried to set {name!r})")
+
+    def __getattr__(self, name):
+        if name.startswith(self._FORBIDDEN):
+            raise AttributeError(
+                f"{name!r} is ground truth; recommenders see only the platform's data "
+                "(content features, logs and *_hat estimates)"
+            )
+        raise AttributeError(f"PlatformView has no attribute {name!r}")
+
+
+@dataclass(frozen=True)
+class InteractionLog:
+    """One tick of interactions, in the order they happened.
+
+    Attributes
+    ----------
+    user_idx : int64 (n_views,)
+    item_idx : int32 (n_views,)
+    minutes : float32 (n_views,)
+        Minutes watched.
+    step : int64 (n_views,)
+        Sub-step draw counter of each view.
+    item_impressions : int32 (n_items,)
+        How often each item slot was shown in a slate this tick.
+    """
+
+    user_idx: np.ndarray
+    item_idx: np.ndarray
+    minutes: np.ndarray
+    step: np.ndarray
+    item_impressions: np.ndarray
+
+
+@runtime_checkable
+class Recommender(Protocol):
+    """Scores candidate items for a batch of users; never sees ground truth.
+
+    Settings are constructor keywords; learned state has a trailing ``_``.
+    """
+
+    def fit(self, view: PlatformView, log: InteractionLog) -> Recommender:
+        """Learn from one tick of interactions; return ``self``."""
+        ...
+
+    def score(self, user_idx: np.ndarray, cand_idx: np.ndarray, view: PlatformView) -> np.ndarray:
+        """Return float32 scores, shape ``cand_idx.shape`` = (n_batch, n_cand).
+
+        Higher is better; ``-inf`` removes a candidate from the slate.
+        ``user_idx`` is int64 (n_batch,); ``cand_idx`` int32 (n_batch, n_cand).
+        """
+        ...
+
+
+class BaseRecommender:
+    """Optional mixin: parameters from dataclass fields, no-op fit, unrestricted access."""
+
+    def get_params(self) -> dict:
+        """Return the constructor settings (dataclass fields not ending in ``_``)."""
+        if is_dataclass(self):
+            out = {}
+            for f in fields(self):
+                if f.name.endswith("_") or not f.init:
+                    continue
+                v = getattr(self, f.name)
+                out[f.name] = {"kind": type(v).__name__, **v.get_params()} if hasattr(v, "get_params") else v
+            return out
+        return {}
+
+    def fit(self, view: PlatformView, log: InteractionLog):
+        """Learn nothing; return ``self``."""
+        return self
+
+    def access(self, user_idx: np.ndarray, view: PlatformView):
+        """Serve everyone without limit: ``(inf, inf)`` for each user.
+
+        Returns
+        -------
+        allowance : float32 (n_batch,)
+            Minutes the platform still serves the user now; ``<= 0`` refuses service.
+        prompt_after : float32 (n_batch,)
+            Minutes of use after which a rest prompt is shown; ``inf``: never.
+        """
+        n = user_idx.shape[0]
+        return np.full(n, np.inf, dtype=np.float32), np.full(n, np.inf, dtype=np.float32)

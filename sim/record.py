@@ -1,0 +1,200 @@
+"""The record of a run: what audits read, and its tables.
+
+Audits never touch the engine: they read a :class:`RunRecord`, which holds
+per-user-day counters, per-user traits (including ground truth, for the
+auditor's eyes only) and run-level aggregates.
+
+Public objects
+--------------
+RunRecord
+    Immutable result of one run.
+COMPULSIVE_RATIO_DEFAULT
+    Default definition of a compulsive day (see ``audits/thresholds.toml``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from sim.kernels import layout as L
+from sim.scenario import COHORTS, Scenario
+
+__all__ = ["COMPULSIVE_RATIO_DEFAULT", "RunRecord"]
+
+# A compulsive day: use above 1.5x the user's own intended use. Proposed line
+# (no published threshold; regulation-map §1, Art 8 (b)); the audit reads its
+# value from audits/thresholds.toml.
+COMPULSIVE_RATIO_DEFAULT = 1.5
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Immutable result of one run.
+
+    Attributes (n = n_users, T = days, D = interest_dim)
+    ----------------------------------------------------
+    scenario : Scenario
+    replication : int
+    recommender : str
+        Label of the base recommender (or the class name of an instance).
+    recommender_params : dict
+    cohort : int8 (n,)
+    age : int16 (n,)
+    opt_out_mask : bool (n,)
+    true_intended_minutes : float32 (n,)
+    user_days : float32 (T, n, N_DAY)
+        Each day's counters per user; columns in :data:`sim.kernels.layout.DAY_COLUMNS`.
+    feed_days : float32 (T, n, 2)
+        Each day's feed category entropy (nats) and top-category share (NaN: no impressions).
+    hourly_minutes : float64 (3, 24)
+        Minutes watched by cohort and hour of day over the run.
+    true_interest0 : float32 (n, D)
+        Interests at the start (exogenous profile, for the Art. 17 test).
+    true_interest : float32 (n, D)
+        Interests at the end.
+    imp_emb_sum : float32 (n, D)
+        Sum of the embeddings of all items shown to the user.
+    minhash : uint32 (n, K)
+        MinHash sketch of the items each user watched.
+    wall_seconds : float
+    agent_steps : int
+        Number of (user, slate) views computed.
+    """
+
+    scenario: Scenario
+    replication: int
+    recommender: str
+    recommender_params: dict
+    cohort: np.ndarray
+    age: np.ndarray
+    opt_out_mask: np.ndarray
+    true_intended_minutes: np.ndarray
+    user_days: np.ndarray
+    feed_days: np.ndarray
+    hourly_minutes: np.ndarray
+    true_interest0: np.ndarray
+    true_interest: np.ndarray
+    imp_emb_sum: np.ndarray
+    minhash: np.ndarray
+    wall_seconds: float = 0.0
+    agent_steps: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_world(cls, world, wall_seconds: float = 0.0) -> RunRecord:
+        """Snapshot a finished :class:`sim.engine.FeedWorld`."""
+        u = world.users
+        rec = world.recommender
+        params = rec.get_params() if hasattr(rec, "get_params") else {}
+        return cls(
+            scenario=world.scenario,
+            replication=world.replication,
+            recommender=world.recommender_label,
+            recommender_params=params,
+            cohort=u.cohort.copy(),
+            age=u.age.copy(),
+            opt_out_mask=u.opt_out_mask.copy(),
+            true_intended_minutes=u.true_intended_minutes.copy(),
+            user_days=world.user_days,
+            feed_days=world.feed_days,
+            hourly_minutes=world.hourly_minutes.copy(),
+            true_interest0=u.true_interest0,
+            true_interest=u.true_interest.copy(),
+            imp_emb_sum=world.imp_emb_sum.copy(),
+            minhash=world.minhash.copy(),
+            wall_seconds=wall_seconds,
+            agent_steps=world.agent_steps,
+        )
+
+    @property
+    def n_users(self) -> int:
+        """Number of users."""
+        return int(self.cohort.shape[0])
+
+    @property
+    def n_days(self) -> int:
+        """Number of simulated days."""
+        return int(self.user_days.shape[0])
+
+    def day_column(self, name: str) -> np.ndarray:
+        """Return one counter for every user-day, float32 (T, n)."""
+        return self.user_days[:, :, L.DAY_COLUMNS.index(name)]
+
+    def daily(self, compulsive_ratio: float = COMPULSIVE_RATIO_DEFAULT) -> pd.DataFrame:
+        """One row per day and cohort (the ``metrics.parquet`` table).
+
+        Columns: day, cohort, n_users, minutes_mean, minutes_p90, night_minutes_mean,
+        regret_minutes_mean, compulsive_share, sessions_mean, views_mean,
+        harmful_impression_share, feed_entropy_mean, top1_share_mean.
+        """
+        rows = []
+        minutes = self.day_column("minutes")
+        comp = minutes > compulsive_ratio * self.true_intended_minutes[None, :]
+        for day in range(self.n_days):
+            for c, name in enumerate(COHORTS):
+                m = self.cohort == c
+                n = int(m.sum())
+                if n == 0:
+                    continue
+                d = self.user_days[day][m]
+                imp = d[:, L.IMPRESSIONS].sum()
+                fd = self.feed_days[day][m]
+                rows.append(
+                    dict(
+                        day=day,
+                        cohort=name,
+                        n_users=n,
+                        minutes_mean=float(d[:, L.MINUTES].mean()),
+                        minutes_p90=float(np.percentile(d[:, L.MINUTES], 90)),
+                        night_minutes_mean=float(d[:, L.NIGHT_MINUTES].mean()),
+                        regret_minutes_mean=float(d[:, L.REGRET_MINUTES].mean()),
+                        compulsive_share=float(comp[day][m].mean()),
+                        sessions_mean=float(d[:, L.SESSIONS].mean()),
+                        views_mean=float(d[:, L.VIEWS].mean()),
+                        harmful_impression_share=float(d[:, L.HARMFUL_IMPRESSIONS].sum() / imp) if imp else 0.0,
+                        feed_entropy_mean=float(np.nanmean(fd[:, 0])) if np.isfinite(fd[:, 0]).any() else np.nan,
+                        top1_share_mean=float(np.nanmean(fd[:, 1])) if np.isfinite(fd[:, 1]).any() else np.nan,
+                    )
+                )
+        return pd.DataFrame(rows)
+
+    def users_frame(self) -> pd.DataFrame:
+        """One row per user with run totals and means (the ``users.parquet`` table)."""
+        ud = self.user_days
+        tot = ud.sum(axis=0)
+        df = pd.DataFrame(
+            {
+                "user_idx": np.arange(self.n_users, dtype=np.int64),
+                "cohort": pd.Categorical.from_codes(self.cohort.astype(np.int64), COHORTS),
+                "age": self.age,
+                "opt_out": self.opt_out_mask,
+                "intended_minutes": self.true_intended_minutes,
+                "minutes_per_day": tot[:, L.MINUTES] / self.n_days,
+                "max_day_minutes": ud[:, :, L.MINUTES].max(axis=0),
+                "night_minutes_per_day": tot[:, L.NIGHT_MINUTES] / self.n_days,
+                "regret_minutes_per_day": tot[:, L.REGRET_MINUTES] / self.n_days,
+            }
+        )
+        for name in ("views", "sessions", "harmful_views", "impressions", "harmful_impressions",
+                     "prompts", "unprompted_streaks", "blocked"):  # fmt: skip
+            df[name] = tot[:, L.DAY_COLUMNS.index(name)].astype(np.int64)
+        with np.errstate(invalid="ignore"):
+            df["feed_entropy_first_day"] = self.feed_days[0, :, 0]
+            df["feed_entropy_last_day"] = self.feed_days[-1, :, 0]
+        return df
+
+    def hourly(self) -> pd.DataFrame:
+        """Minutes per user-day by cohort and hour of day (long format)."""
+        counts = np.bincount(self.cohort, minlength=3).astype(np.float64)
+        rows = []
+        for c, name in enumerate(COHORTS):
+            if counts[c] == 0:
+                continue
+            for h in range(24):
+                rows.append(
+                    dict(cohort=name, hour=h, minutes_per_user_day=self.hourly_minutes[c, h] / (counts[c] * self.n_days))
+                )
+        return pd.DataFrame(rows)

@@ -1,0 +1,132 @@
+"""One door for algorithms: built-in names, ``module:Class`` paths, entry points, classes.
+
+Public objects
+--------------
+resolve_recommender_class
+    Name, ``module:Class``, entry-point name or class -> the class.
+make_recommender
+    Build the full recommender (base plus the scenario's wrappers).
+available_recommenders
+    Built-in and installed names.
+ENTRY_POINT_GROUP
+    ``recaudit.recommenders``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import warnings
+from importlib.metadata import entry_points
+
+from sim.builtin.recommenders import (
+    BASE_RECOMMENDERS,
+    DiversityReranker,
+    MinorsMode,
+    NonPersonalised,
+)
+from sim.platform import PluginError
+from sim.scenario import RecommenderSettings
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "available_recommenders",
+    "make_recommender",
+    "resolve_recommender_class",
+]
+
+ENTRY_POINT_GROUP = "recaudit.recommenders"
+
+
+def _entry_points() -> dict:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_recommenders() -> list[str]:
+    """Names usable as ``recommender.kind``: built-ins, then installed plugins."""
+    return list(BASE_RECOMMENDERS) + sorted(set(_entry_points()) - set(BASE_RECOMMENDERS))
+
+
+def resolve_recommender_class(kind):
+    """Return the recommender class for a name, ``module:Class`` path or class.
+
+    Raises
+    ------
+    PluginError
+        If the name is unknown or the import fails; the message lists the choices.
+    """
+    if inspect.isclass(kind):
+        return kind
+    if not isinstance(kind, str):
+        raise PluginError(f"recommender.kind must be a name or 'module:Class', not {type(kind).__name__}")
+    if kind in BASE_RECOMMENDERS:
+        return BASE_RECOMMENDERS[kind]
+    if ":" in kind:
+        mod_name, _, cls_name = kind.partition(":")
+        try:
+            mod = importlib.import_module(mod_name)
+        except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
+            raise PluginError(
+                f"recommender.kind = '{kind}': cannot import module '{mod_name}' ({exc}); "
+                "fix: make the module importable (installed, or on PYTHONPATH)"
+            ) from None
+        cls = getattr(mod, cls_name, None)
+        if cls is None or not inspect.isclass(cls):
+            raise PluginError(f"recommender.kind = '{kind}': module '{mod_name}' has no class '{cls_name}'")
+        return cls
+    eps = _entry_points()
+    if kind in eps:
+        try:
+            return eps[kind].load()
+        except Exception as exc:  # noqa: BLE001
+            warnings.warn(f"recommender plugin '{kind}' failed to load: {exc}", stacklevel=2)
+            raise PluginError(f"recommender '{kind}' (entry point) failed to load: {exc}") from None
+    raise PluginError(
+        f"recommender.kind = '{kind}' is unknown; choose one of {', '.join(available_recommenders())}, "
+        "or give 'module:Class'"
+    )
+
+
+def _construct(cls, params: dict, label: str):
+    try:
+        obj = cls(**params)
+    except TypeError as exc:
+        sig = inspect.signature(cls)
+        raise PluginError(
+            f"recommender '{label}': bad params {sorted(params)} ({exc}); it accepts: "
+            f"{', '.join(p for p in sig.parameters) or 'no parameters'}"
+        ) from None
+    for meth in ("fit", "score"):
+        if not callable(getattr(obj, meth, None)):
+            raise PluginError(
+                f"recommender '{label}' has no {meth}() method; fix: implement the protocol "
+                "fit(view, log) -> self and score(user_idx, cand_idx, view) -> float32 (n_batch, n_cand)"
+            )
+    return obj
+
+
+def make_recommender(settings: RecommenderSettings | str | type | object):
+    """Build a recommender with the wrappers its settings ask for.
+
+    Parameters
+    ----------
+    settings : RecommenderSettings, str, class or instance
+        A string or class is built with no parameters and no wrappers; an
+        instance is returned as it is.
+    """
+    if inspect.isclass(settings):
+        return _construct(settings, {}, settings.__name__)
+    if isinstance(settings, str):
+        settings = RecommenderSettings(kind=settings)
+    if not isinstance(settings, RecommenderSettings):
+        return settings
+    cls = resolve_recommender_class(settings.kind)
+    rec = _construct(cls, dict(settings.params), settings.kind)
+    if settings.diversity is not None:
+        rec = DiversityReranker(inner=rec, **settings.diversity.model_dump())
+    if settings.non_personalised is not None:
+        fallback = BASE_RECOMMENDERS[settings.non_personalised.fallback]()
+        rec = NonPersonalised(inner=rec, fallback=fallback)
+    if settings.minors_mode is not None:
+        rec = MinorsMode(inner=rec, **settings.minors_mode.model_dump())
+    return rec

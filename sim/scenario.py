@@ -1,0 +1,359 @@
+"""Typed, validated scenario settings and the TOML loader.
+
+A scenario is a TOML file (see ``scenarios/``) validated into a frozen
+:class:`Scenario`. Every table rejects unknown keys; wrong types and
+impossible values are reported with the dotted key path and a fix, through
+:class:`ScenarioError` (the CLI turns it into a one-line message and exit
+code 2).
+
+Public objects
+--------------
+Scenario, ClockSettings, PopulationSettings, CatalogueSettings,
+BehaviourSettings, CohortBehaviour, RecommenderSettings, DiversitySettings,
+NonPersonalisedSettings, MinorsModeSettings, AuditSettings
+    The typed settings tree.
+load_scenario
+    Read and validate a TOML file.
+scenario_from_dict
+    Validate an already-parsed mapping (notebooks, sweeps).
+ScenarioError
+    The one error type for bad input.
+COHORTS
+    Cohort names in their integer order.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "COHORTS",
+    "AuditSettings",
+    "BehaviourSettings",
+    "CatalogueSettings",
+    "ClockSettings",
+    "CohortBehaviour",
+    "DiversitySettings",
+    "MinorsModeSettings",
+    "NonPersonalisedSettings",
+    "PopulationSettings",
+    "RecommenderSettings",
+    "Scenario",
+    "ScenarioError",
+    "load_scenario",
+    "scenario_from_dict",
+]
+
+COHORTS = ("adult", "minor", "elderly")
+
+Prob = Annotated[float, Field(ge=0.0, le=1.0)]
+PosFloat = Annotated[float, Field(gt=0.0)]
+NonNegFloat = Annotated[float, Field(ge=0.0)]
+
+
+class ScenarioError(ValueError):
+    """A scenario (or a plugin named in it) is invalid; the message says where and how to fix it."""
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class ClockSettings(_Settings):
+    """Simulated time: ticks of ``tick_minutes`` minutes, ``days`` days."""
+
+    tick_minutes: Literal[5, 10, 15, 20, 30, 60] = 15
+    days: Annotated[int, Field(ge=1, le=3650)] = 7
+
+
+class PopulationSettings(_Settings):
+    """Who the users are.
+
+    ``shares`` are the cohort proportions (they must sum to 1). Minors' ages
+    are drawn uniformly from ``minor_age_min..minor_age_max`` (years); the
+    minors' caps differ under 8, 8-15 and 16-17.
+    """
+
+    n_users: Annotated[int, Field(ge=1, le=200_000_000)] = 20_000
+    shares: dict[Literal["adult", "minor", "elderly"], Prob] = Field(
+        default_factory=lambda: {"adult": 0.70, "minor": 0.15, "elderly": 0.15}
+    )
+    minor_age_min: Annotated[int, Field(ge=3, le=17)] = 6
+    minor_age_max: Annotated[int, Field(ge=3, le=17)] = 17
+    opt_out_share: Prob = 0.05
+    interest_dim: Annotated[int, Field(ge=2, le=256)] = 16
+
+    @model_validator(mode="after")
+    def _check(self):
+        total = sum(self.shares.get(c, 0.0) for c in COHORTS)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(
+                f"shares must sum to 1 (they sum to {total:g}); "
+                "fix: adjust adult/minor/elderly so they add up to 1"
+            )
+        if self.minor_age_min > self.minor_age_max:
+            raise ValueError("minor_age_min must not exceed minor_age_max")
+        return self
+
+
+class CatalogueSettings(_Settings):
+    """The items: a rolling catalogue of ``n_items`` slots; the oldest are replaced daily."""
+
+    n_items: Annotated[int, Field(ge=10, le=50_000_000)] = 5_000
+    n_categories: Annotated[int, Field(ge=1, le=1000)] = 20
+    new_items_per_day: Annotated[int, Field(ge=0)] = 250
+    harmful_share: Prob = 0.05
+    hook_mean: Annotated[float, Field(ge=0.0, le=5.0)] = 0.3
+    harmful_hook_bonus: Annotated[float, Field(ge=0.0, le=5.0)] = 0.4
+    mean_item_minutes: Annotated[float, Field(ge=0.05, le=120.0)] = 0.8
+    category_spread: Annotated[float, Field(ge=0.0, le=5.0)] = 0.5
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.new_items_per_day > self.n_items:
+            raise ValueError(
+                f"new_items_per_day ({self.new_items_per_day}) exceeds n_items ({self.n_items})"
+            )
+        return self
+
+
+class CohortBehaviour(_Settings):
+    """Behaviour parameters of one cohort (see ``docs`` in each scenario file).
+
+    Attributes
+    ----------
+    opens_per_day : float
+        Expected app openings a day at zero habit, spread over the hours by
+        the cohort's activity profile.
+    intended_minutes : float
+        Median intended daily use (minutes); use beyond it is "regret".
+    self_control_mean : float
+        Mean of the Beta-distributed self-control parameter in [0, 1].
+    night_owl_share : float
+        Share of the cohort whose activity profile keeps late-night hours.
+    """
+
+    opens_per_day: Annotated[float, Field(ge=0.0, le=200.0)]
+    intended_minutes: Annotated[float, Field(gt=0.0, le=1440.0)]
+    self_control_mean: Annotated[float, Field(gt=0.0, lt=1.0)]
+    night_owl_share: Prob = 0.1
+
+
+class BehaviourSettings(_Settings):
+    """How users choose, watch, continue, form habits and drift."""
+
+    adult: CohortBehaviour = CohortBehaviour(
+        opens_per_day=9.5, intended_minutes=130.0, self_control_mean=0.55, night_owl_share=0.15
+    )
+    minor: CohortBehaviour = CohortBehaviour(
+        opens_per_day=7.0, intended_minutes=60.0, self_control_mean=0.35, night_owl_share=0.25
+    )
+    elderly: CohortBehaviour = CohortBehaviour(
+        opens_per_day=7.0, intended_minutes=100.0, self_control_mean=0.6, night_owl_share=0.05
+    )
+    choice_temperature: PosFloat = 0.5
+    match_weight: NonNegFloat = 2.0
+    quality_weight: NonNegFloat = 1.0
+    hook_weight: NonNegFloat = 1.0
+    leave_utility: float = 0.6
+    fatigue_weight: NonNegFloat = 0.6
+    continue_base: float = 3.1
+    continue_habit: NonNegFloat = 0.5
+    continue_hook: NonNegFloat = 0.8
+    continue_fatigue: NonNegFloat = 0.5
+    continue_self_control: NonNegFloat = 2.0
+    habit_half_life_days: PosFloat = 3.0
+    habit_cue: NonNegFloat = 0.25
+    interest_drift: Annotated[float, Field(ge=0.0, le=1.0)] = 0.002
+    rest_prompt_compliance: Prob = 0.6
+
+
+class DiversitySettings(_Settings):
+    """MMR re-ranking (Art. 12): ``relevance_weight`` = lambda in MMR."""
+
+    relevance_weight: Prob = 0.7
+
+
+class NonPersonalisedSettings(_Settings):
+    """Art. 17 wrapper: opted-out users get a non-personal ranking."""
+
+    fallback: Literal["popularity", "chronological", "random"] = "popularity"
+
+
+class MinorsModeSettings(_Settings):
+    """Art. 18 minors' mode.
+
+    Defaults from the CAC minors'-mode guideline (final Nov 2024): under 16
+    at most 60 min a day, 16-17 at most 120 min, rest reminder after 30 min
+    of continuous use, no service 22:00-06:00; the under-8 40-min band is
+    from the Aug 2023 draft (see ``shared/reference/regulation-map.md`` §2).
+    """
+
+    cap_under_8_minutes: Annotated[float, Field(ge=0.0, le=1440.0)] = 40.0
+    cap_under_16_minutes: Annotated[float, Field(ge=0.0, le=1440.0)] = 60.0
+    cap_under_18_minutes: Annotated[float, Field(ge=0.0, le=1440.0)] = 120.0
+    curfew_start_hour: Annotated[int, Field(ge=0, le=23)] = 22
+    curfew_end_hour: Annotated[int, Field(ge=0, le=23)] = 6
+    rest_prompt_after_minutes: Annotated[float, Field(gt=0.0)] = 30.0
+    filter_harmful: bool = True
+
+
+class RecommenderSettings(_Settings):
+    """Which recommender drives the feed, and its wrappers.
+
+    ``kind`` is a built-in name (see ``recaudit list``), ``module:Class``, or
+    the name of an entry point in the group ``recaudit.recommenders``.
+    ``params`` are passed to its constructor as keywords. Wrappers, when their
+    table is present, apply in the order diversity, non_personalised,
+    minors_mode (outermost).
+    """
+
+    kind: str = "engagement"
+    params: dict[str, Any] = Field(default_factory=dict)
+    n_candidates: Annotated[int, Field(ge=1, le=10_000)] = 100
+    slate_size: Annotated[int, Field(ge=1, le=100)] = 10
+    diversity: DiversitySettings | None = None
+    non_personalised: NonPersonalisedSettings | None = None
+    minors_mode: MinorsModeSettings | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.slate_size > self.n_candidates:
+            raise ValueError(
+                f"slate_size ({self.slate_size}) exceeds n_candidates ({self.n_candidates})"
+            )
+        return self
+
+
+class AuditSettings(_Settings):
+    """How ``recaudit audit`` compares: counterfactual recommender and replications."""
+
+    counterfactual: str = "chronological"
+    replications: Annotated[int, Field(ge=1, le=1000)] = 1
+    bootstrap_samples: Annotated[int, Field(ge=50, le=100_000)] = 400
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+
+
+class Scenario(_Settings):
+    """A complete, validated scenario."""
+
+    name: str = "unnamed"
+    description: str = ""
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 20220301
+    clock: ClockSettings = ClockSettings()
+    population: PopulationSettings = PopulationSettings()
+    catalogue: CatalogueSettings = CatalogueSettings()
+    behaviour: BehaviourSettings = BehaviourSettings()
+    recommender: RecommenderSettings = RecommenderSettings()
+    audit: AuditSettings = AuditSettings()
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.recommender.n_candidates > self.catalogue.n_items:
+            raise ValueError(
+                f"recommender.n_candidates ({self.recommender.n_candidates}) exceeds "
+                f"catalogue.n_items ({self.catalogue.n_items})"
+            )
+        return self
+
+    def with_overrides(
+        self,
+        *,
+        n_users: int | None = None,
+        days: int | None = None,
+        seed: int | None = None,
+        recommender_kind: str | None = None,
+    ) -> Scenario:
+        """Return a copy with the CLI's overrides applied (cohort shares are kept)."""
+        data = self.model_dump()
+        if n_users is not None:
+            data["population"]["n_users"] = n_users
+        if days is not None:
+            data["clock"]["days"] = days
+        if seed is not None:
+            data["seed"] = seed
+        if recommender_kind is not None:
+            data["recommender"]["kind"] = recommender_kind
+            data["recommender"]["params"] = {}
+        return scenario_from_dict(data, source="<overrides>")
+
+    @property
+    def ticks_per_day(self) -> int:
+        """Ticks in one simulated day."""
+        return 1440 // self.clock.tick_minutes
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Return the field names valid at ``loc`` (for "did you mean")."""
+    cls: Any = model
+    for part in loc:
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            return []
+        field = cls.model_fields.get(str(part))
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        cls = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return list(cls.model_fields)
+    return []
+
+
+def _format_error(err: dict, source: str) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    kind = err["type"]
+    got = err.get("input")
+    if kind == "extra_forbidden":
+        valid = _fields_at(Scenario, loc[:-1])
+        guess = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f"did you mean '{guess[0]}'?" if guess else f"valid keys here: {', '.join(valid)}"
+        return f"{source}: unknown key '{path}'; {hint}"
+    if kind == "literal_error":
+        return f"{source}: {path}: {err['msg'].replace('Input should be', 'must be')} (got {got!r})"
+    if kind == "value_error":
+        msg = err["msg"].removeprefix("Value error, ")
+        return f"{source}: {path}: {msg}"
+    msg = err["msg"].replace("Input should be", "must be")
+    return f"{source}: {path}: {msg} (got {got!r}); fix the value in the file"
+
+
+def scenario_from_dict(data: dict, source: str = "<dict>") -> Scenario:
+    """Validate a parsed mapping into a :class:`Scenario`.
+
+    Raises
+    ------
+    ScenarioError
+        With one line per problem: the source, the key path, and the fix.
+    """
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        lines = [_format_error(e, source) for e in exc.errors()]
+        raise ScenarioError("\n".join(lines)) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario TOML file and validate it.
+
+    Raises
+    ------
+    ScenarioError
+        If the file is missing, is not valid TOML, or fails validation.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"{path}: no such scenario file; fix: check the path (see scenarios/)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{path}: not a UTF-8 text file") from None
+    return scenario_from_dict(data, source=str(path))
