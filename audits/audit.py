@@ -1,0 +1,218 @@
+"""Run an audit: the scenario and its counterfactual, replicated, into findings.
+
+Every finding is a difference from (or a level under) a declared
+counterfactual run that shares the population and the random numbers
+(common random numbers), with a confidence interval from replications (a
+t-interval over replication estimates when there are two or more, a paired
+bootstrap over users when there is one), and a verdict rule that uses the
+interval, not the point estimate.
+
+Public objects
+--------------
+Finding, AuditResult, run_audit, verdict
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from audits.catalogue import Catalogue, MetricSpec, load_catalogue
+from audits.metrics import build_estimators
+from sim.engine import simulate
+from sim.record import RunRecord
+from sim.rng import spawn_generators
+from sim.scenario import Scenario
+
+__all__ = ["AuditResult", "Finding", "run_audit", "verdict", "article_verdicts"]
+
+MIN_SCOPE = 2  # users needed in a cohort for a finding to be defined
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One (article, metric, cohort) result; the rows of ``findings.json``."""
+
+    article: int
+    metric: str
+    cohort: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    threshold: float | None
+    rule: str
+    unit: str
+    source: str
+    verdict: str
+    note: str
+    n_users: int
+    replications: int
+    counterfactual: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (NaN becomes None)."""
+        d = asdict(self)
+        for k in ("value", "ci_low", "ci_high"):
+            if d[k] is not None and not math.isfinite(d[k]):
+                d[k] = None
+        return d
+
+
+@dataclass
+class AuditResult:
+    """Findings plus the records they came from."""
+
+    scenario: Scenario
+    findings: list[Finding]
+    records: list[RunRecord]
+    counterfactual_records: list[RunRecord]
+    catalogue: Catalogue
+    wall_seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def verdict(rule: str, value, lo, hi, threshold, observed_values=None) -> tuple[str, str]:
+    """Apply a catalogue rule; return (verdict, note)."""
+    if value is None or not math.isfinite(value):
+        return "undefined", "no estimate"
+    if rule == "info":
+        return "undefined", "informational: no published or proposed line"
+    if rule == "zero":
+        obs = observed_values if observed_values is not None else [value]
+        if all(v == 0 for v in obs):
+            return "pass", "no occurrence observed"
+        return "fail", "occurrences observed where none are allowed"
+    if rule == "max":
+        if hi <= threshold:
+            return "pass", "interval at or below the line"
+        if lo > threshold:
+            return "fail", "interval above the line"
+        return "undefined", "inconclusive: interval straddles the line (add replications or users)"
+    if rule == "min":
+        if lo >= threshold:
+            return "pass", "interval at or above the line"
+        if hi < threshold:
+            return "fail", "interval below the line"
+        return "undefined", "inconclusive: interval straddles the line (add replications or users)"
+    if rule == "equivalence":
+        if -threshold <= lo and hi <= threshold:
+            return "pass", f"interval within +/-{threshold:g}"
+        if lo > threshold or hi < -threshold:
+            return "fail", f"interval outside +/-{threshold:g}"
+        return "undefined", "inconclusive: interval overlaps the margin (add replications or users)"
+    raise ValueError(f"unknown rule {rule!r}")
+
+
+def _interval(values: list[float], boot: np.ndarray | None, confidence: float):
+    if len(values) >= 2:
+        v = np.asarray(values, dtype=float)
+        mean = float(v.mean())
+        half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+        return mean, mean - half, mean + half
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha]) if boot is not None and boot.size else (values[0], values[0])
+    return values[0], float(lo), float(hi)
+
+
+def run_audit(
+    scenario: Scenario,
+    replications: int | None = None,
+    progress: bool = False,
+    catalogue: Catalogue | None = None,
+    recommender=None,
+) -> AuditResult:
+    """Audit a scenario against its counterfactual.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    replications : int, optional
+        Defaults to ``scenario.audit.replications``.
+    progress : bool
+        Show progress bars.
+    catalogue : Catalogue, optional
+        Defaults to the packaged ``audits/thresholds.toml``.
+    recommender : object, optional
+        A recommender instance to audit instead of ``scenario.recommender``
+        (notebooks); the counterfactual is still built from the scenario.
+    """
+    started = time.perf_counter()
+    cat = catalogue or load_catalogue()
+    reps = replications or scenario.audit.replications
+    cf_kind = scenario.audit.counterfactual
+    cf_scenario = scenario.with_overrides(recommender_kind=cf_kind)
+    recs, cfs = [], []
+    for r in range(reps):
+        rec_obj = None
+        if recommender is not None:
+            import copy
+
+            rec_obj = copy.deepcopy(recommender)
+        recs.append(simulate(scenario, replication=r, recommender=rec_obj, progress=progress))
+        cfs.append(simulate(cf_scenario, replication=r, progress=progress))
+
+    conf = scenario.audit.confidence
+    per_rep = []
+    for r in range(reps):
+        rng = spawn_generators(scenario.seed, ("audit",), r)["audit"]
+        per_rep.append(build_estimators(recs[r], cfs[r], cat, rng))
+    boot_rng = spawn_generators(scenario.seed, ("bootstrap",))["bootstrap"]
+
+    findings = []
+    for spec in cat.metrics:
+        for cohort in spec.cohorts:
+            findings.append(_finding(spec, cohort, per_rep, reps, conf, boot_rng, scenario, cf_kind))
+    return AuditResult(
+        scenario=scenario,
+        findings=findings,
+        records=recs,
+        counterfactual_records=cfs,
+        catalogue=cat,
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+def _finding(spec: MetricSpec, cohort, per_rep, reps, conf, boot_rng, scenario, cf_kind) -> Finding:
+    key = (spec.metric, cohort)
+    ests = [p[key] for p in per_rep]
+    n_scope = int(ests[0].mask.sum())
+    base = dict(
+        article=spec.article, metric=spec.metric, cohort=cohort, threshold=spec.threshold,
+        rule=spec.rule, unit=spec.unit, source=spec.source, n_users=n_scope, replications=reps,
+        counterfactual=cf_kind,
+    )  # fmt: skip
+    if n_scope < MIN_SCOPE:
+        return Finding(value=None, ci_low=None, ci_high=None, verdict="undefined",
+                       note=f"cohort '{cohort}' absent or too small ({n_scope} users)", **base)  # fmt: skip
+    values = [e.value() for e in ests]
+    boot = None
+    if reps == 1:
+        idx = np.flatnonzero(ests[0].mask)
+        b = scenario.audit.bootstrap_samples
+        boot = np.array([ests[0].stat(idx[boot_rng.integers(0, idx.size, idx.size)]) for _ in range(b)])
+    value, lo, hi = _interval(values, boot, conf)
+    v, note = verdict(spec.rule, value, lo, hi, spec.threshold, observed_values=values)
+    return Finding(value=value, ci_low=lo, ci_high=hi, verdict=v, note=note, **base)
+
+
+def article_verdicts(findings: list[Finding]) -> dict[int, str]:
+    """Roll findings up by article.
+
+    An article fails if any finding fails; passes if every finding that
+    carries a verdict (not informational, cohort present) passes; otherwise
+    it is undefined.
+    """
+    out: dict[int, str] = {}
+    for art in sorted({f.article for f in findings}):
+        vs = [f.verdict for f in findings if f.article == art and f.rule != "info" and f.n_users >= MIN_SCOPE]
+        if "fail" in vs:
+            out[art] = "fail"
+        elif vs and all(v == "pass" for v in vs):
+            out[art] = "pass"
+        else:
+            out[art] = "undefined"
+    return out

@@ -1,0 +1,132 @@
+"""Report figures (the only module that imports matplotlib). Each returns PNG bytes."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from audits.metrics import cohort_masks  # noqa: E402
+from sim.scenario import COHORTS  # noqa: E402
+
+__all__ = ["daily_minutes", "hourly_use", "minors_caps", "feed_entropy", "optout_alignment"]
+
+_COLORS = {"adult": "#1f77b4", "minor": "#d62728", "elderly": "#2ca02c"}
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def daily_minutes(records, cf_records, cf_label: str) -> bytes:
+    """Mean daily minutes by cohort over the days: audited (solid) vs counterfactual (dashed)."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    for recs, style, label in ((records, "-", "audited"), (cf_records, "--", cf_label)):
+        for c, name in enumerate(COHORTS):
+            m = recs[0].cohort == c
+            if not m.any():
+                continue
+            series = np.mean([r.day_column("minutes")[:, m].mean(axis=1) for r in recs], axis=0)
+            ax.plot(np.arange(1, len(series) + 1), series, style, color=_COLORS[name], marker="o", ms=3,
+                    label=f"{name} ({label})")  # fmt: skip
+    ax.axhline(156, color="grey", lw=0.8, ls=":")
+    ax.text(1, 158, "156 min/day: 2024 average short-video use (CNSA 2025)", fontsize=7, color="grey")
+    ax.set_xlabel("day")
+    ax.set_ylabel("minutes per user-day")
+    ax.set_title("Daily minutes by cohort")
+    ax.legend(fontsize=7, ncol=2)
+    return _png(fig)
+
+
+def hourly_use(records) -> bytes:
+    """Minutes per user-day by hour of day and cohort; the 22:00-06:00 window shaded."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    ax.axvspan(-0.5, 5.5, color="#eeeeee")
+    ax.axvspan(21.5, 23.5, color="#eeeeee")
+    hourly = np.mean([r.hourly_minutes for r in records], axis=0)
+    n_days = records[0].n_days
+    for c, name in enumerate(COHORTS):
+        n = int((records[0].cohort == c).sum())
+        if n:
+            ax.bar(np.arange(24) + (c - 1) * 0.28, hourly[c] / (n * n_days), width=0.28, color=_COLORS[name],
+                   label=name)  # fmt: skip
+    ax.set_xticks(range(0, 24, 2))
+    ax.set_xlabel("hour of day (shaded: 22:00-06:00, no service for minors by default)")
+    ax.set_ylabel("minutes per user-day")
+    ax.set_title("Use by hour of day")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def minors_caps(records, catalogue) -> bytes:
+    """Minors' daily minutes by age band (every minor-day a dot) against the caps."""
+    rec = records[0]
+    masks = cohort_masks(rec)
+    bands = [("minor_under_8", "under 8", catalogue.caps["under_8_minutes"]),
+             ("minor_8_15", "8-15", catalogue.caps["under_16_minutes"]),
+             ("minor_16_17", "16-17", catalogue.caps["under_18_minutes"])]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    rng = np.random.default_rng(0)  # jitter only
+    minutes = np.concatenate([r.day_column("minutes") for r in records], axis=0)
+    for k, (key, label, cap) in enumerate(bands):
+        vals = minutes[:, masks[key]].ravel()
+        if vals.size == 0:
+            continue
+        over = vals > cap + 1e-3
+        x = k + rng.uniform(-0.3, 0.3, vals.size)
+        ax.scatter(x[~over], vals[~over], s=3, alpha=0.35, color="#555555")
+        ax.scatter(x[over], vals[over], s=3, alpha=0.5, color="#d62728")
+        ax.hlines(cap, k - 0.4, k + 0.4, color="black", lw=2)
+        ax.text(k + 0.42, cap, f"cap {cap:g}", va="center", fontsize=8)
+        ax.text(k, -0.09, f"{over.mean():.1%} of days over", ha="center", fontsize=8,
+                transform=ax.get_xaxis_transform())  # fmt: skip
+    ax.set_xticks(range(3), [b[1] for b in bands])
+    ax.set_xlim(-0.6, 2.9)
+    ax.set_ylabel("minutes per day")
+    ax.set_title("Minors' daily minutes against the caps (red: over the cap)")
+    return _png(fig)
+
+
+def feed_entropy(records, cf_records, cf_label: str) -> bytes:
+    """Mean category entropy of users' feeds by day: audited vs counterfactual."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    for recs, style, label in ((records, "-", "audited"), (cf_records, "--", cf_label)):
+        series = np.mean([np.nanmean(r.feed_days[:, :, 0], axis=1) for r in recs], axis=0)
+        ax.plot(np.arange(1, len(series) + 1), series, style, marker="o", ms=3, label=label)
+    n_cat = records[0].scenario.catalogue.n_categories
+    ax.axhline(np.log(n_cat), color="grey", lw=0.8, ls=":")
+    ax.text(1, np.log(n_cat) * 0.97, f"maximum: ln {n_cat}", fontsize=7, color="grey", va="top")
+    ax.set_xlabel("day")
+    ax.set_ylabel("entropy (nats)")
+    ax.set_title("Diversity of each user's feed (category entropy)")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def optout_alignment(records) -> bytes:
+    """Opted-out users: cosine of own interests vs feed, against a placebo user's interests."""
+    rec = records[0]
+    imp = rec.day_column("impressions").sum(axis=0)
+    opt = np.flatnonzero(rec.opt_out_mask & (imp > 0))
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    if opt.size >= 2:
+        feed = rec.imp_emb_sum[opt] / imp[opt, None]
+        feed = feed / np.maximum(np.linalg.norm(feed, axis=1, keepdims=True), 1e-12)
+        own = (rec.true_interest0[opt] * feed).sum(axis=1)
+        other = (rec.true_interest0[np.roll(opt, 1)] * feed).sum(axis=1)
+        bins = np.linspace(-1, 1, 41)
+        ax.hist(own, bins=bins, alpha=0.6, label="own interests")
+        ax.hist(other, bins=bins, alpha=0.6, label="another user's interests (placebo)")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("cosine(interests, mean of feed)")
+    ax.set_ylabel("opted-out users")
+    ax.set_title("Art. 17: does an opted-out feed follow the user's profile?")
+    return _png(fig)

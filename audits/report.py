@@ -1,0 +1,146 @@
+"""The HTML audit report: verdicts first, then each article's evidence, then the method.
+
+The page is self-contained (figures embedded as PNG data URIs, inline CSS).
+
+Public objects
+--------------
+render_html
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+
+from audits import figures
+from audits.audit import AuditResult, article_verdicts
+
+__all__ = ["render_html"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1000px;margin:2em auto;color:#222;
+line-height:1.45;padding:0 1em}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;width:100%;font-size:.88em;margin:.6em 0}
+th,td{border:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}th{background:#f4f4f4}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.v{font-weight:700;padding:.1em .5em;border-radius:3px;white-space:nowrap}
+.pass{background:#d9f2d9;color:#135d13}.fail{background:#f9d6d5;color:#8b1a14}
+.undefined{background:#eee;color:#555}.muted{color:#666;font-size:.9em}
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+code,pre{background:#f6f6f6;font-size:.85em}pre{padding:.6em;overflow-x:auto}
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "–"
+    ax = abs(x)
+    if ax != 0 and (ax < 0.01 or ax >= 1e5):
+        return f"{x:.3g}"
+    return f"{x:.3f}" if ax < 10 else f"{x:.1f}"
+
+
+def _badge(v: str) -> str:
+    return f'<span class="v {v}">{v}</span>'
+
+
+def _findings_table(findings) -> str:
+    rows = []
+    for f in findings:
+        ci = "–" if f.ci_low is None else f"[{_fmt(f.ci_low)}, {_fmt(f.ci_high)}]"
+        thr = "–" if f.threshold is None else f"{f.rule} {_fmt(f.threshold)}"
+        rows.append(
+            f"<tr><td><code>{html.escape(f.metric)}</code></td><td>{html.escape(f.cohort)}</td>"
+            f'<td class="num">{_fmt(f.value)}</td><td class="num">{ci}</td><td class="num">{thr}</td>'
+            f"<td>{_badge(f.verdict)}</td><td class='muted'>{html.escape(f.unit)}; {html.escape(f.note)}</td>"
+            f"<td class='muted'>{f.n_users}</td></tr>"
+        )
+    head = (
+        "<tr><th>metric</th><th>cohort</th><th>value</th><th>CI</th><th>line</th><th>verdict</th>"
+        "<th>unit; note</th><th>users</th></tr>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+_ARTICLE_TEXT = {
+    8: "Daily use under the audited recommender against a chronological feed for the same people with the same "
+    "random numbers. An uplift above the line means the recommender itself drives the extra use.",
+    12: "Category diversity of each user's feed over the run, and how similar users' consumption becomes.",
+    17: "Users who switched personalisation off should get a feed that does not follow their profile: the "
+    "alignment of their feed with their own interests must equal the alignment with a random other user's.",
+    18: "Minors' use against the caps of the minors' mode guideline, night use, long sessions without a rest "
+    "prompt, and harmful content in minors' feeds.",
+}
+
+
+def render_html(result: AuditResult, manifest: dict | None = None) -> str:
+    """Render an audit result as one self-contained HTML page."""
+    sc = result.scenario
+    cat = result.catalogue
+    verdicts = article_verdicts(result.findings)
+    cf = sc.audit.counterfactual
+    recs, cfs = result.records, result.counterfactual_records
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>recaudit report: {html.escape(sc.name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Algorithm audit: {html.escape(sc.name)}</h1>",
+        f"<p class='muted'>{html.escape(sc.description)}</p>",
+        f"<p class='muted'>{sc.population.n_users:,} simulated users, {sc.clock.days} days, "
+        f"{len(recs)} replication(s), seed {sc.seed}. Audited recommender: <code>"
+        f"{html.escape(recs[0].recommender)}</code>; counterfactual: <code>{html.escape(cf)}</code> "
+        "(same users, same random numbers). Provisions on the Management of Algorithmic Recommendations in "
+        "Internet Information Services (2021, in force 1 March 2022).</p>",
+        "<h2>Verdicts by article</h2><table><tr><th>article</th><th>duty</th><th>verdict</th>"
+        "<th>failing metrics</th></tr>",
+    ]
+    for art, v in verdicts.items():
+        failing = sorted({f"{f.metric} ({f.cohort})" for f in result.findings if f.article == art and f.verdict == "fail"})
+        parts.append(
+            f"<tr><td><a href='#art{art}'>Art. {art}</a></td><td>{html.escape(cat.titles[art])}</td>"
+            f"<td>{_badge(v)}</td><td class='muted'>{html.escape(', '.join(failing) or '–')}</td></tr>"
+        )
+    parts.append("</table>")
+
+    figs = {
+        8: [figures.daily_minutes(recs, cfs, cf), figures.hourly_use(recs)],
+        12: [figures.feed_entropy(recs, cfs, cf)],
+        17: [figures.optout_alignment(recs)],
+        18: [figures.minors_caps(recs, cat), figures.hourly_use(recs)],
+    }
+    for art in verdicts:
+        fs = [f for f in result.findings if f.article == art]
+        parts.append(f"<h2 id='art{art}'>Art. {art}: {html.escape(cat.titles[art])} {_badge(verdicts[art])}</h2>")
+        parts.append(f"<p>{html.escape(_ARTICLE_TEXT.get(art, ''))}</p>")
+        parts.append(_findings_table(fs))
+        for png in figs.get(art, []):
+            parts.append(_img(png, f"Art. {art} evidence"))
+
+    parts.append("<h2>Method</h2>")
+    parts.append(
+        "<p>Each metric is computed from the simulated users' logs. With one replication the interval is a "
+        f"{sc.audit.confidence:.0%} paired bootstrap over users ({sc.audit.bootstrap_samples} resamples); with "
+        "several it is a t-interval over replication estimates. Verdict rules: <b>max</b>/<b>min</b> pass when "
+        "the whole interval is on the right side of the line and fail when it is wholly on the wrong side; "
+        "<b>zero</b> duties fail on any observed occurrence; <b>equivalence</b> passes when the interval lies "
+        "within the margin. Otherwise the verdict is <i>undefined</i>.</p>"
+    )
+    parts.append("<table><tr><th>article</th><th>metric</th><th>cohorts</th><th>rule</th><th>line</th><th>source</th></tr>")
+    for s in cat.metrics:
+        line = "–" if s.threshold is None else _fmt(s.threshold)
+        parts.append(
+            f"<tr><td>{s.article}</td><td><code>{s.metric}</code><br><span class='muted'>"
+            f"{html.escape(s.description)}</span></td><td>{', '.join(s.cohorts)}</td><td>{s.rule}</td>"
+            f"<td class='num'>{line}</td><td class='muted'>{html.escape(s.source)}</td></tr>"
+        )
+    parts.append("</table>")
+    if manifest is not None:
+        parts.append("<h2>Manifest</h2><pre>" + html.escape(json.dumps(manifest, indent=2, default=str)) + "</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,165 @@
+"""The ``recaudit`` command line.
+
+Commands
+--------
+run SCENARIO
+    Simulate and write metrics.parquet, users.parquet, hourly.parquet, manifest.json.
+audit SCENARIO
+    Also run the counterfactual, and write findings.json and report.html.
+list
+    The recommenders available by name.
+
+Exit codes: 0 success, 2 bad input (one line, no traceback), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import traceback
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="recaudit",
+        description="Audit recommendation algorithms against China's 2021 Algorithmic Recommendation "
+        "Provisions in an agent-based simulation.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("scenario", help="scenario TOML file, e.g. scenarios/baseline.toml")
+        sp.add_argument("--out", default=None, help="output directory (default: out/<scenario name>)")
+        sp.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+        sp.add_argument("--users", type=int, default=None, help="override the population size (keeps cohort shares)")
+        sp.add_argument("--days", type=int, default=None, help="override the number of simulated days")
+        sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    common(sub.add_parser("run", help="simulate a scenario and write its metrics"))
+    a = sub.add_parser("audit", help="simulate, run the counterfactual, and write findings and a report")
+    common(a)
+    a.add_argument("--replications", type=int, default=None, help="replications (default: the scenario's)")
+    sub.add_parser("list", help="list the recommenders available by name")
+    return p
+
+
+class _BadInput(Exception):
+    pass
+
+
+def _load(args):
+    from sim.scenario import load_scenario
+
+    for flag in ("users", "days", "seed", "replications"):
+        v = getattr(args, flag, None)
+        if v is not None and v < (0 if flag == "seed" else 1):
+            raise _BadInput(f"--{flag} must be {'>= 0' if flag == 'seed' else '>= 1'} (got {v})")
+    sc = load_scenario(args.scenario)
+    sc = sc.with_overrides(n_users=args.users, days=args.days, seed=args.seed)
+    from sim.registry import make_recommender
+
+    make_recommender(sc.recommender)  # fail fast on a bad plugin, before any simulation
+    out = Path(args.out) if args.out else Path("out") / sc.name
+    return sc, out
+
+
+def _progress(args) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def _write_run_tables(stage: Path, rec, meta: dict) -> None:
+    from sim.output import write_parquet
+
+    write_parquet(rec.daily(), stage / "metrics.parquet", meta)
+    write_parquet(rec.users_frame(), stage / "users.parquet", meta)
+    write_parquet(rec.hourly(), stage / "hourly.parquet", meta)
+
+
+def _cmd_run(args) -> int:
+    from sim.engine import simulate
+    from sim.output import manifest, staged_output, write_json
+
+    sc, out = _load(args)
+    command = "recaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    with staged_output(out) as stage:
+        rec = simulate(sc, progress=_progress(args))
+        meta = manifest(sc, command=command, seed=sc.seed,
+                        extra={"wall_seconds": rec.wall_seconds, "agent_steps": rec.agent_steps})  # fmt: skip
+        _write_run_tables(stage, rec, meta)
+        write_json(meta, stage / "manifest.json")
+    _summary_run(rec, out)
+    return 0
+
+
+def _summary_run(rec, out: Path) -> None:
+    d = rec.daily()
+    last = d[d.day == d.day.max()]
+    print(f"simulated {rec.n_users:,} users for {rec.n_days} days in {rec.wall_seconds:.1f} s "
+          f"({rec.agent_steps / max(rec.wall_seconds, 1e-9):,.0f} agent-steps/s)")  # fmt: skip
+    for _, r in last.iterrows():
+        print(f"  {r.cohort:8s} day {int(r.day) + 1}: {r.minutes_mean:6.1f} min/day (P90 {r.minutes_p90:6.1f}), "
+              f"night {r.night_minutes_mean:5.1f} min")  # fmt: skip
+    print(f"wrote {out}/metrics.parquet, users.parquet, hourly.parquet, manifest.json")
+
+
+def _cmd_audit(args) -> int:
+    from audits.audit import article_verdicts, run_audit
+    from audits.report import render_html
+    from sim.output import manifest, staged_output, write_json
+
+    sc, out = _load(args)
+    reps = args.replications or sc.audit.replications
+    command = "recaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    with staged_output(out) as stage:
+        result = run_audit(sc, replications=reps, progress=_progress(args))
+        meta = manifest(sc, command=command, seed=sc.seed, replications=reps,
+                        extra={"wall_seconds": result.wall_seconds,
+                               "counterfactual": sc.audit.counterfactual})  # fmt: skip
+        _write_run_tables(stage, result.records[0], meta)
+        write_json([f.to_dict() for f in result.findings], stage / "findings.json")
+        (stage / "report.html").write_text(render_html(result, manifest=meta), encoding="utf-8")
+        write_json(meta, stage / "manifest.json")
+    verdicts = article_verdicts(result.findings)
+    print(f"audited '{sc.name}': {sc.population.n_users:,} users, {sc.clock.days} days, {reps} replication(s), "
+          f"counterfactual '{sc.audit.counterfactual}', {result.wall_seconds:.1f} s")  # fmt: skip
+    for art, v in verdicts.items():
+        fails = [f"{f.metric}/{f.cohort}" for f in result.findings if f.article == art and f.verdict == "fail"]
+        print(f"  Art. {art:>2}: {v.upper():9s} {'; '.join(fails[:4])}")
+    print(f"wrote {out}/report.html, findings.json, metrics.parquet, users.parquet, hourly.parquet, manifest.json")
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from sim.registry import available_recommenders
+
+    print("recommenders: " + ", ".join(available_recommenders()))
+    print("wrappers (scenario tables): [recommender.diversity], [recommender.non_personalised], "
+          "[recommender.minors_mode]")  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``recaudit`` console script; returns the exit code."""
+    from sim.scenario import ScenarioError
+
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": _cmd_run, "audit": _cmd_audit, "list": _cmd_list}[args.command](args)
+    except (ScenarioError, _BadInput) as exc:
+        print(f"recaudit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("recaudit: interrupted; no partial results were written", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001 - the last resort: report an internal error
+        print("recaudit: internal error (please report it with the traceback below)", file=sys.stderr)
+        traceback.print_exc()
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

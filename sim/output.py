@@ -1,0 +1,101 @@
+"""Writing results: atomic output directories and the run manifest.
+
+Files are first written into a hidden staging directory next to the target,
+then moved into place one by one with :func:`os.replace` (atomic on POSIX).
+A run that fails or is interrupted before the move leaves nothing in the
+target directory but what was there before.
+
+Public objects
+--------------
+staged_output, manifest, write_parquet, write_json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["manifest", "staged_output", "write_json", "write_parquet"]
+
+_PACKAGES = ("recaudit", "numpy", "numba", "pandas", "pyarrow", "scipy", "mesa", "matplotlib", "pydantic")
+
+
+@contextlib.contextmanager
+def staged_output(out_dir: str | Path):
+    """Yield a staging directory; on success move its files into ``out_dir``.
+
+    On any exception (including KeyboardInterrupt) the staging directory is
+    removed and ``out_dir`` is left untouched.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".recaudit-staging-", dir=out))
+    try:
+        yield stage
+        for f in sorted(stage.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_parquet(df: pd.DataFrame, path: Path, metadata_json: dict | None = None) -> None:
+    """Write a DataFrame as Parquet (pyarrow), with optional JSON metadata in the schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if metadata_json is not None:
+        meta = dict(table.schema.metadata or {})
+        meta[b"recaudit"] = json.dumps(metadata_json, default=str).encode()
+        table = table.replace_schema_metadata(meta)
+    pq.write_table(table, path)
+
+
+def write_json(obj, path: Path) -> None:
+    """Write JSON (UTF-8, indented)."""
+    Path(path).write_text(json.dumps(obj, indent=2, default=str, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True,
+            timeout=5,
+        )  # fmt: skip
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def manifest(scenario, *, command: str, seed: int, replications: int = 1, extra: dict | None = None) -> dict:
+    """The manifest of an output: resolved scenario, seed, versions, git commit, command."""
+    versions = {"python": sys.version.split()[0]}
+    for p in _PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            versions[p] = None
+    return {
+        "command": command,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seed": seed,
+        "replications": replications,
+        "git_commit": _git_commit(),
+        "versions": versions,
+        "scenario": scenario.model_dump(mode="json"),
+        **(extra or {}),
+    }

@@ -1,0 +1,71 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sim.scenario import ScenarioError, load_scenario
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+BAD = {
+    "unknown_top_key": ('seed = 1\nsede = 2\n', "unknown key 'sede'"),
+    "unknown_nested_key": ('[population]\nn_user = 10\n', "did you mean 'n_users'"),
+    "wrong_type": ('[population]\nn_users = "many"\n', "population.n_users"),
+    "negative_users": ("[population]\nn_users = -5\n", "population.n_users"),
+    "shares_not_summing": ("[population]\nshares = { adult = 0.5, minor = 0.1, elderly = 0.1 }\n", "sum to 1"),
+    "unknown_cohort": ("[population]\nshares = { adult = 0.5, teen = 0.5 }\n", "population.shares"),
+    "probability_above_one": ("[population]\nopt_out_share = 1.5\n", "population.opt_out_share"),
+    "bad_tick": ("[clock]\ntick_minutes = 7\n", "clock.tick_minutes"),
+    "zero_days": ("[clock]\ndays = 0\n", "clock.days"),
+    "slate_bigger_than_candidates": ("[recommender]\nn_candidates = 5\nslate_size = 10\n", "slate_size"),
+    "unknown_recommender": ('[recommender]\nkind = "magic"\n', "unknown; choose one of"),
+    "bad_plugin_path": ('[recommender]\nkind = "no_such_module:Rec"\n', "cannot import module"),
+    "bad_recommender_param": ('[recommender]\nkind = "engagement"\n[recommender.params]\nexplore = 0.1\n', "bad params"),
+    "not_toml": ("[population\nn_users = 3\n", "not valid TOML"),
+    "minor_ages_reversed": ("[population]\nminor_age_min = 15\nminor_age_max = 9\n", "minor_age_min"),
+    "wrapper_typo": ('[recommender.minors_mode]\ncap_under_16 = 60\n', "recommender.minors_mode"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_malformed_scenario_exit_2(tmp_path, case):
+    text, expected = BAD[case]
+    path = tmp_path / f"{case}.toml"
+    path.write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "run", str(path), "--out", str(tmp_path / "out"), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert str(path) in proc.stderr or "recommender" in proc.stderr
+    assert expected in proc.stderr, proc.stderr
+    assert not (tmp_path / "out" / "metrics.parquet").exists()
+
+
+def test_missing_file_exit_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "run", str(tmp_path / "nope.toml")], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "no such scenario file" in proc.stderr
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_scenarios_load_and_run(path):
+    from sim.engine import FeedWorld
+
+    sc = load_scenario(path).with_overrides(n_users=300, days=1)
+    world = FeedWorld(sc)
+    for _ in range(6):
+        world.step()
+    assert world.tick == 6
+
+
+def test_loader_error_type(tmp_path):
+    p = Path(tmp_path) / "x.toml"
+    p.write_text("[clock]\ndays = -1\n")
+    with pytest.raises(ScenarioError, match="clock.days"):
+        load_scenario(p)
