@@ -76,7 +76,7 @@ def minors_caps(records, catalogue) -> bytes:
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     rng = np.random.default_rng(0)  # jitter only
     minutes = np.concatenate([r.day_column("minutes") for r in records], axis=0)
-    for k, (key, label, cap) in enumerate(bands):
+    for k, (key, _label, cap) in enumerate(bands):
         vals = minutes[:, masks[key]].ravel()
         if vals.size == 0:
             continue

@@ -47,7 +47,7 @@ class Estimator:
     stat: Callable[[np.ndarray], float]
 
     def value(self) -> float:
-        """The statistic over the whole scope."""
+        """Return the statistic over the whole scope."""
         return float(self.stat(np.flatnonzero(self.mask)))
 
 
@@ -72,7 +72,7 @@ def _per_day(rec: RunRecord, column: str) -> np.ndarray:
 
 
 def _derangement(n: int, rng: np.random.Generator) -> np.ndarray:
-    """A random permutation with no fixed point (a cyclic shift of a shuffle)."""
+    """Return a random permutation with no fixed point (a cyclic shift of a shuffle)."""
     order = rng.permutation(n)
     out = np.empty(n, dtype=np.int64)
     out[order] = np.roll(order, 1)

@@ -101,7 +101,9 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
         "<th>failing metrics</th></tr>",
     ]
     for art, v in verdicts.items():
-        failing = sorted({f"{f.metric} ({f.cohort})" for f in result.findings if f.article == art and f.verdict == "fail"})
+        failing = sorted(
+            {f"{f.metric} ({f.cohort})" for f in result.findings if f.article == art and f.verdict == "fail"}
+        )
         parts.append(
             f"<tr><td><a href='#art{art}'>Art. {art}</a></td><td>{html.escape(cat.titles[art])}</td>"
             f"<td>{_badge(v)}</td><td class='muted'>{html.escape(', '.join(failing) or '–')}</td></tr>"
@@ -131,7 +133,9 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
         "<b>zero</b> duties fail on any observed occurrence; <b>equivalence</b> passes when the interval lies "
         "within the margin. Otherwise the verdict is <i>undefined</i>.</p>"
     )
-    parts.append("<table><tr><th>article</th><th>metric</th><th>cohorts</th><th>rule</th><th>line</th><th>source</th></tr>")
+    parts.append(
+        "<table><tr><th>article</th><th>metric</th><th>cohorts</th><th>rule</th><th>line</th><th>source</th></tr>"
+    )
     for s in cat.metrics:
         line = "–" if s.threshold is None else _fmt(s.threshold)
         parts.append(

@@ -24,9 +24,11 @@ simulate
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
+import numba
 import numpy as np
 
 from sim.kernels import feed
@@ -50,6 +52,24 @@ __all__ = ["FeedWorld", "simulate", "BLOCK_SIZE", "MAX_SUBSTEPS"]
 
 BLOCK_SIZE = 128  # users sharing one retrieval draw (see benchmarks/README.md)
 MAX_SUBSTEPS = 1024  # draw-counter room per tick: step = tick * MAX_SUBSTEPS + substep
+# Batches smaller than this run the kernels on one thread: waking the other threads
+# costs more than it saves, and far more when the machine is busy. Results do not
+# depend on the thread count, so this changes speed only.
+PARALLEL_MIN_ROWS = 16_384
+
+
+@contextlib.contextmanager
+def _threads_for(n_rows: int):
+    """Run the enclosed kernels on one thread when the batch is small."""
+    if n_rows >= PARALLEL_MIN_ROWS:
+        yield
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def _coprime_strides(n_items: int, rng: np.random.Generator, n: int = 64) -> np.ndarray:
@@ -109,9 +129,7 @@ class FeedWorld:
         self.beh = L.pack_behaviour(sc)
         self.habit_decay = L.habit_decay_per_tick(sc)
         self.recommender = recommender if recommender is not None else make_recommender(sc.recommender)
-        self.recommender_label = (
-            sc.recommender.kind if recommender is None else type(recommender).__name__
-        )
+        self.recommender_label = sc.recommender.kind if recommender is None else type(recommender).__name__
         n_days = sc.clock.days
         self.user_days = np.zeros((n_days, n, L.N_DAY), dtype=np.float32)
         self.feed_days = np.full((n_days, n, 2), np.nan, dtype=np.float32)  # entropy, top1 share
@@ -151,7 +169,8 @@ class FeedWorld:
                 f"recommender '{name}': score() returned dtype {scores.dtype}; fix: return float32 scores"
             )
         scores = np.ascontiguousarray(scores, dtype=np.float32)
-        if np.isnan(scores).any() or np.isposinf(scores).any():
+        top = scores.max() if scores.size else 0.0  # NaN propagates through max
+        if np.isnan(top) or top == np.inf:
             raise PluginError(
                 f"recommender '{name}': score() returned NaN or +inf; fix: return finite scores "
                 "(-inf only to exclude a candidate)"
@@ -202,11 +221,12 @@ class FeedWorld:
         self.view._set(tick=tick, day=tick // tpd, hour=hour, replaced_item_idx=self._replaced)
 
         # 1. opening
-        feed.open_step(
-            self.key, tick, float(sc.clock.tick_minutes), hour, u.cohort, u.night_owl_mask, u.open_rate,
-            ACTIVITY_PROFILES, float(self.beh[L.HABIT_CUE]), self.habit_decay, u.true_habit,
-            u.in_session_mask, u.time_left, self.day_stats,
-        )  # fmt: skip
+        with _threads_for(u.n_users):
+            feed.open_step(
+                self.key, tick, float(sc.clock.tick_minutes), hour, u.cohort, u.night_owl_mask, u.open_rate,
+                ACTIVITY_PROFILES, float(self.beh[L.HABIT_CUE]), self.habit_decay, u.true_habit,
+                u.in_session_mask, u.time_left, self.day_stats,
+            )  # fmt: skip
 
         # 2. sub-steps
         n_cand, k = sc.recommender.n_candidates, sc.recommender.slate_size
@@ -221,22 +241,23 @@ class FeedWorld:
             self.view._set(step=step)
             self._active = active
             n_act = active.size
-            allowance, prompt_after = self._checked_access(n_act)
-            cand = np.empty((n_act, n_cand), dtype=np.int32)
-            feed.draw_candidates(self.key, step, active, it.n_items, self.strides, BLOCK_SIZE, cand)
-            scores = self._checked_scores(self.recommender.score(active, cand, self.view), cand.shape)
-            out_item = np.empty(n_act, dtype=np.int32)
-            out_min = np.empty(n_act, dtype=np.float32)
-            out_slate = np.empty((n_act, k), dtype=np.int32)
-            feed.view_step(
-                self.key, step, night, active, cand, scores, allowance, prompt_after, k, self.beh,
-                it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
-                it.length_minutes, it.uid,
-                u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
-                u.in_session_mask, u.time_left, u.streak_minutes, u.since_prompt_minutes,
-                self.alerted_mask, pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
-                self.minhash, out_item, out_min, out_slate,
-            )  # fmt: skip
+            with _threads_for(n_act):
+                allowance, prompt_after = self._checked_access(n_act)
+                cand = np.empty((n_act, n_cand), dtype=np.int32)
+                feed.draw_candidates(self.key, step, active, it.n_items, self.strides, BLOCK_SIZE, cand)
+                scores = self._checked_scores(self.recommender.score(active, cand, self.view), cand.shape)
+                out_item = np.empty(n_act, dtype=np.int32)
+                out_min = np.empty(n_act, dtype=np.float32)
+                out_slate = np.empty((n_act, k), dtype=np.int32)
+                feed.view_step(
+                    self.key, step, night, active, cand, scores, allowance, prompt_after, k, self.beh,
+                    it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
+                    it.length_minutes, it.uid,
+                    u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
+                    u.in_session_mask, u.time_left, u.streak_minutes, u.since_prompt_minutes,
+                    self.alerted_mask, pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
+                    self.minhash, out_item, out_min, out_slate,
+                )  # fmt: skip
             watched = out_item >= 0
             shown = out_slate[out_slate >= 0]
             impressions += np.bincount(shown, minlength=it.n_items)
@@ -263,9 +284,7 @@ class FeedWorld:
             item_impressions=impressions.astype(np.int32),
         )
         pf.item_views_hat += np.bincount(log.item_idx, minlength=it.n_items).astype(np.float32)
-        pf.item_minutes_hat += np.bincount(log.item_idx, weights=log.minutes, minlength=it.n_items).astype(
-            np.float32
-        )
+        pf.item_minutes_hat += np.bincount(log.item_idx, weights=log.minutes, minlength=it.n_items).astype(np.float32)
         pf.item_impressions_hat += impressions.astype(np.float32)
         self.recommender.fit(self.view, log)
         self._replaced = np.zeros(0, dtype=np.int32)

@@ -82,7 +82,7 @@ def _git_commit() -> str:
 
 
 def manifest(scenario, *, command: str, seed: int, replications: int = 1, extra: dict | None = None) -> dict:
-    """The manifest of an output: resolved scenario, seed, versions, git commit, command."""
+    """Return the manifest of an output: resolved scenario, seed, versions, git commit, command."""
     versions = {"python": sys.version.split()[0]}
     for p in _PACKAGES:
         try:

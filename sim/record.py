@@ -195,6 +195,8 @@ class RunRecord:
                 continue
             for h in range(24):
                 rows.append(
-                    dict(cohort=name, hour=h, minutes_per_user_day=self.hourly_minutes[c, h] / (counts[c] * self.n_days))
+                    dict(
+                        cohort=name, hour=h, minutes_per_user_day=self.hourly_minutes[c, h] / (counts[c] * self.n_days)
+                    )
                 )
         return pd.DataFrame(rows)

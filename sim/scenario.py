@@ -93,8 +93,7 @@ class PopulationSettings(_Settings):
         total = sum(self.shares.get(c, 0.0) for c in COHORTS)
         if abs(total - 1.0) > 1e-6:
             raise ValueError(
-                f"shares must sum to 1 (they sum to {total:g}); "
-                "fix: adjust adult/minor/elderly so they add up to 1"
+                f"shares must sum to 1 (they sum to {total:g}); fix: adjust adult/minor/elderly so they add up to 1"
             )
         if self.minor_age_min > self.minor_age_max:
             raise ValueError("minor_age_min must not exceed minor_age_max")
@@ -116,9 +115,7 @@ class CatalogueSettings(_Settings):
     @model_validator(mode="after")
     def _check(self):
         if self.new_items_per_day > self.n_items:
-            raise ValueError(
-                f"new_items_per_day ({self.new_items_per_day}) exceeds n_items ({self.n_items})"
-            )
+            raise ValueError(f"new_items_per_day ({self.new_items_per_day}) exceeds n_items ({self.n_items})")
         return self
 
 
@@ -162,13 +159,13 @@ class BehaviourSettings(_Settings):
     hook_weight: NonNegFloat = 1.0
     leave_utility: float = 0.6
     fatigue_weight: NonNegFloat = 0.6
-    continue_base: float = 3.1
-    continue_habit: NonNegFloat = 0.5
+    continue_base: float = 3.25
+    continue_habit: NonNegFloat = 0.2
     continue_hook: NonNegFloat = 0.8
     continue_fatigue: NonNegFloat = 0.5
     continue_self_control: NonNegFloat = 2.0
     habit_half_life_days: PosFloat = 3.0
-    habit_cue: NonNegFloat = 0.25
+    habit_cue: NonNegFloat = 0.1
     interest_drift: Annotated[float, Field(ge=0.0, le=1.0)] = 0.002
     rest_prompt_compliance: Prob = 0.6
 
@@ -224,9 +221,7 @@ class RecommenderSettings(_Settings):
     @model_validator(mode="after")
     def _check(self):
         if self.slate_size > self.n_candidates:
-            raise ValueError(
-                f"slate_size ({self.slate_size}) exceeds n_candidates ({self.n_candidates})"
-            )
+            raise ValueError(f"slate_size ({self.slate_size}) exceeds n_candidates ({self.n_candidates})")
         return self
 
 

@@ -45,25 +45,21 @@ N_MINHASH = 16  # MinHash signature length per user (Jaccard standard error ~ 1/
 # are at school 8-16h and peak after school and in the evening; the elderly
 # are morning and early-evening users. Chronotype 1 ("night owl") moves
 # evening use past midnight, which is what produces late-night minutes.
-_DAY = np.array(
-    [
-        # 0    1    2    3    4    5    6    7    8    9   10   11   12   13   14   15   16   17   18   19   20   21   22   23
-        [0.3, 0.1, 0.05, 0.05, 0.05, 0.1, 0.4, 0.9, 1.0, 0.8, 0.8, 1.0, 1.6, 1.4, 0.9, 0.9, 1.0, 1.2, 1.5, 1.8, 2.0, 2.0, 1.6, 0.8],
-        [0.2, 0.1, 0.05, 0.05, 0.05, 0.1, 0.4, 0.8, 0.2, 0.2, 0.2, 0.2, 0.6, 0.3, 0.2, 0.3, 1.6, 2.0, 1.8, 1.8, 2.0, 2.0, 1.2, 0.5],
-        [0.1, 0.05, 0.05, 0.05, 0.2, 0.8, 1.5, 1.8, 1.6, 1.4, 1.2, 1.0, 1.0, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.8, 1.8, 1.2, 0.5, 0.2],
-    ]
-)
-_OWL = np.array(
-    [
-        [1.4, 1.0, 0.6, 0.3, 0.1, 0.05, 0.1, 0.3, 0.6, 0.6, 0.7, 0.8, 1.2, 1.0, 0.8, 0.8, 0.9, 1.0, 1.2, 1.5, 1.8, 2.0, 2.2, 2.0],
-        [1.2, 0.8, 0.5, 0.2, 0.1, 0.05, 0.1, 0.5, 0.2, 0.2, 0.2, 0.2, 0.5, 0.3, 0.2, 0.3, 1.4, 1.7, 1.6, 1.7, 1.9, 2.0, 2.2, 1.8],
-        [0.6, 0.3, 0.2, 0.1, 0.1, 0.3, 0.8, 1.2, 1.2, 1.1, 1.0, 1.0, 1.0, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.7, 1.8, 1.6, 1.2, 0.9],
-    ]
-)
+# fmt: off
+#                  0     1     2     3     4     5    6    7    8    9   10   11   12   13   14   15   16   17   18   19   20   21   22   23
+_DAY = np.array([
+    [0.3, 0.1, 0.05, 0.05, 0.05, 0.1, 0.4, 0.9, 1.0, 0.8, 0.8, 1.0, 1.6, 1.4, 0.9, 0.9, 1.0, 1.2, 1.5, 1.8, 2.0, 2.0, 1.6, 0.8],  # adult
+    [0.2, 0.1, 0.05, 0.05, 0.05, 0.1, 0.4, 0.8, 0.2, 0.2, 0.2, 0.2, 0.6, 0.3, 0.2, 0.3, 1.6, 2.0, 1.8, 1.8, 2.0, 2.0, 1.2, 0.5],  # minor
+    [0.1, 0.05, 0.05, 0.05, 0.2, 0.8, 1.5, 1.8, 1.6, 1.4, 1.2, 1.0, 1.0, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.8, 1.8, 1.2, 0.5, 0.2],  # elderly
+])
+_OWL = np.array([
+    [1.4, 1.0, 0.6, 0.3, 0.1, 0.05, 0.1, 0.3, 0.6, 0.6, 0.7, 0.8, 1.2, 1.0, 0.8, 0.8, 0.9, 1.0, 1.2, 1.5, 1.8, 2.0, 2.2, 2.0],
+    [1.2, 0.8, 0.5, 0.2, 0.1, 0.05, 0.1, 0.5, 0.2, 0.2, 0.2, 0.2, 0.5, 0.3, 0.2, 0.3, 1.4, 1.7, 1.6, 1.7, 1.9, 2.0, 2.2, 1.8],
+    [0.6, 0.3, 0.2, 0.1, 0.1, 0.3, 0.8, 1.2, 1.2, 1.1, 1.0, 1.0, 1.0, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.7, 1.8, 1.6, 1.2, 0.9],
+])
+# fmt: on
 ACTIVITY_PROFILES = np.stack([_DAY, _OWL], axis=1)
-ACTIVITY_PROFILES = (ACTIVITY_PROFILES / ACTIVITY_PROFILES.mean(axis=2, keepdims=True)).astype(
-    np.float32
-)
+ACTIVITY_PROFILES = (ACTIVITY_PROFILES / ACTIVITY_PROFILES.mean(axis=2, keepdims=True)).astype(np.float32)
 
 
 @dataclass
@@ -235,7 +231,9 @@ def make_users(sc: Scenario, centroids: np.ndarray, rng: np.random.Generator) ->
         night_owl_mask=owl,
         true_interest=interest,
         true_interest0=interest.copy(),
-        true_habit=np.zeros(n, dtype=np.float32),
+        # Users arrive with the habit of their intended use (hours a day), not from zero:
+        # the population is already using the app when the audit starts.
+        true_habit=(intended / 60.0).astype(np.float32),
         true_self_control=self_control,
         true_intended_minutes=intended.astype(np.float32),
         open_rate=open_rate,
@@ -275,9 +273,7 @@ def make_items(sc: Scenario, centroids: np.ndarray, rng: np.random.Generator) ->
     return Items(uid=np.arange(m, dtype=np.int64), birth_tick=birth, **fields)
 
 
-def replace_items(
-    items: Items, sc: Scenario, centroids: np.ndarray, rng: np.random.Generator, tick: int
-) -> np.ndarray:
+def replace_items(items: Items, sc: Scenario, centroids: np.ndarray, rng: np.random.Generator, tick: int) -> np.ndarray:
     """Replace the ``new_items_per_day`` oldest slots with new items born at ``tick``.
 
     Returns

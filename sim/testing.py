@@ -20,7 +20,7 @@ import hashlib
 
 import numpy as np
 
-from sim.platform import InteractionLog, PlatformView
+from sim.platform import InteractionLog
 from sim.scenario import scenario_from_dict
 
 __all__ = ["ConformanceError", "check_recommender", "make_check_world"]

@@ -54,8 +54,17 @@ def test_do_nothing_counterfactual_is_exactly_zero():
     sc = load_scenario(SCENARIOS / "chronological.toml").with_overrides(n_users=800, days=1)
     res = run_audit(sc)
     for f in res.findings:
-        if f.metric in ("minutes_mean_uplift", "minutes_p90_uplift", "compulsive_share_increase",
-                        "regret_minutes_increase", "homogenisation_increase") and f.value is not None:
+        if (
+            f.metric
+            in (
+                "minutes_mean_uplift",
+                "minutes_p90_uplift",
+                "compulsive_share_increase",
+                "regret_minutes_increase",
+                "homogenisation_increase",
+            )
+            and f.value is not None
+        ):
             assert f.value == 0.0 and f.ci_low == 0.0 and f.ci_high == 0.0, f
 
 

@@ -9,8 +9,8 @@ from sim.scenario import ScenarioError, load_scenario
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
 BAD = {
-    "unknown_top_key": ('seed = 1\nsede = 2\n', "unknown key 'sede'"),
-    "unknown_nested_key": ('[population]\nn_user = 10\n', "did you mean 'n_users'"),
+    "unknown_top_key": ("seed = 1\nsede = 2\n", "unknown key 'sede'"),
+    "unknown_nested_key": ("[population]\nn_user = 10\n", "did you mean 'n_users'"),
     "wrong_type": ('[population]\nn_users = "many"\n', "population.n_users"),
     "negative_users": ("[population]\nn_users = -5\n", "population.n_users"),
     "shares_not_summing": ("[population]\nshares = { adult = 0.5, minor = 0.1, elderly = 0.1 }\n", "sum to 1"),
@@ -21,10 +21,13 @@ BAD = {
     "slate_bigger_than_candidates": ("[recommender]\nn_candidates = 5\nslate_size = 10\n", "slate_size"),
     "unknown_recommender": ('[recommender]\nkind = "magic"\n', "unknown; choose one of"),
     "bad_plugin_path": ('[recommender]\nkind = "no_such_module:Rec"\n', "cannot import module"),
-    "bad_recommender_param": ('[recommender]\nkind = "engagement"\n[recommender.params]\nexplore = 0.1\n', "bad params"),
+    "bad_recommender_param": (
+        '[recommender]\nkind = "engagement"\n[recommender.params]\nexplore = 0.1\n',
+        "bad params",
+    ),
     "not_toml": ("[population\nn_users = 3\n", "not valid TOML"),
     "minor_ages_reversed": ("[population]\nminor_age_min = 15\nminor_age_max = 9\n", "minor_age_min"),
-    "wrapper_typo": ('[recommender.minors_mode]\ncap_under_16 = 60\n', "recommender.minors_mode"),
+    "wrapper_typo": ("[recommender.minors_mode]\ncap_under_16 = 60\n", "recommender.minors_mode"),
 }
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from sim.kernels import layout as L
 from sim.rng import Purpose, hash4, uniform
 
-__all__ = ["draw_candidates", "minhash_item", "open_step", "view_step", "CHUNK"]
+__all__ = ["CHUNK", "dot16", "draw_candidates", "minhash_item", "open_step", "view_step"]
 
 CHUNK = 256  # rows per parallel work item in view_step (scratch buffers are per chunk)
 _P_OPEN = Purpose.OPEN
@@ -105,16 +105,44 @@ def draw_candidates(key, step, active_idx, n_items, strides, block_size, out):
     for r in nb.prange(n_act):
         b = active_idx[r] // block_size
         h = hash4(key, step, b, _P_CAND)
-        start = np.int64(h % np.uint64(n_items))
+        pos = np.int64(h % np.uint64(n_items))
         stride = np.int64(strides[np.int64((h >> np.uint64(40)) % np.uint64(n_strides))])
-        for j in range(n_cand):
-            out[r, j] = np.int32((start + j * stride) % n_items)
+        for j in range(n_cand):  # pos = (start + j * stride) mod n_items, without a division
+            out[r, j] = np.int32(pos)
+            pos += stride
+            if pos >= n_items:
+                pos -= n_items
 
 
 @nb.njit(inline="always", cache=True)
 def minhash_item(uid, k):
     """Return the k-th 32-bit MinHash value of item ``uid`` (independent of the run)."""
     return np.uint32(hash4(_MINHASH_SALT, uid, k, 0) >> np.uint64(32))
+
+
+@nb.njit(inline="always", cache=True)
+def dot16(a, ia, b, ib, dim):
+    """Dot product of rows ``a[ia]`` and ``b[ib]`` in float32 with four partial sums.
+
+    The four interleaved accumulators (combined as ``(s0 + s1) + (s2 + s3)``)
+    break the add-latency chain of a single running sum; the order is fixed,
+    so the result is the same on every thread and every run.
+    """
+    s0 = np.float32(0.0)
+    s1 = np.float32(0.0)
+    s2 = np.float32(0.0)
+    s3 = np.float32(0.0)
+    d = 0
+    while d + 4 <= dim:
+        s0 += a[ia, d] * b[ib, d]
+        s1 += a[ia, d + 1] * b[ib, d + 1]
+        s2 += a[ia, d + 2] * b[ib, d + 2]
+        s3 += a[ia, d + 3] * b[ib, d + 3]
+        d += 4
+    while d < dim:
+        s0 += a[ia, d] * b[ib, d]
+        d += 1
+    return (s0 + s1) + (s2 + s3)
 
 
 @nb.njit(inline="always", cache=True)
@@ -254,13 +282,11 @@ def view_step(
                 if harmful_mask[i]:
                     day_stats[u, L.HARMFUL_IMPRESSIONS] += 1.0
                 cat_counts[u, category[i]] += 1
-                m = np.float32(0.0)
                 for d in range(dim):
                     imp_emb_sum[u, d] += emb[i, d]
-                    m += true_interest[u, d] * emb[i, d]
-                match[k] = m
+                match[k] = dot16(true_interest, u, emb, i, dim)
                 util[k] = (
-                    beh[L.MATCH_W] * m + beh[L.QUALITY_W] * true_quality[i] + beh[L.HOOK_W] * true_hook[i]
+                    beh[L.MATCH_W] * match[k] + beh[L.QUALITY_W] * true_quality[i] + beh[L.HOOK_W] * true_hook[i]
                 ) / temp
                 if util[k] > umax:
                     umax = util[k]
@@ -285,9 +311,7 @@ def view_step(
 
             # 4. watch
             i = cand_idx[r, top_j[pick]]
-            share = _sigmoid(
-                beh[L.WATCH_SLOPE] * (match[pick] + true_quality[i]) + beh[L.WATCH_HOOK] * true_hook[i]
-            )
+            share = _sigmoid(beh[L.WATCH_SLOPE] * (match[pick] + true_quality[i]) + beh[L.WATCH_HOOK] * true_hook[i])
             minutes = np.float32(length_minutes[i] * share)
             if minutes > allowance[r]:
                 minutes = np.float32(allowance[r])

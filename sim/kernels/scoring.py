@@ -9,6 +9,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from sim.kernels.feed import dot16
 from sim.rng import Purpose, uniform
 
 __all__ = [
@@ -34,11 +35,7 @@ def dot_scores(user_vec, user_idx, item_emb, cand_idx, out):
     for r in nb.prange(n):
         u = user_idx[r]
         for j in range(c):
-            i = cand_idx[r, j]
-            s = np.float32(0.0)
-            for d in range(dim):
-                s += user_vec[u, d] * item_emb[i, d]
-            out[r, j] = s
+            out[r, j] = dot16(user_vec, u, item_emb, cand_idx[r, j], dim)
 
 
 @nb.njit(parallel=True, cache=True)
@@ -81,10 +78,7 @@ def engagement_scores(
             continue
         for j in range(c):
             i = cand_idx[r, j]
-            s = np.float32(0.0)
-            for d in range(dim):
-                s += user_hat[u, d] * item_emb[i, d]
-            out[r, j] = np.float32(log_value_hat[i] + sharpness * s)
+            out[r, j] = np.float32(log_value_hat[i] + sharpness * dot16(user_hat, u, item_emb, i, dim))
 
 
 @nb.njit(parallel=True, cache=True)
