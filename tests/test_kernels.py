@@ -9,6 +9,7 @@ thresholds say how unlikely a failure of a correct generator would be.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -34,20 +35,15 @@ Z = 4.0  # standard errors allowed for means and shares
 # -- the counter-based generator ------------------------------------------------------------
 
 
-@nb.njit(cache=False)
-def _uniform_many(key, tick, agent, purpose):
-    out = np.empty(tick.shape[0], dtype=np.float64)
+@nb.njit(cache=True)
+def _draw_many(key, tick, agent, purpose):
+    """The numba generator's uniforms and hashes, one per row of the argument arrays."""
+    u = np.empty(tick.shape[0], dtype=np.float64)
+    h = np.empty(tick.shape[0], dtype=np.uint64)
     for r in range(tick.shape[0]):
-        out[r] = uniform(key[r], tick[r], agent[r], purpose[r])
-    return out
-
-
-@nb.njit(cache=False)
-def _hash_many(key, tick, agent, purpose):
-    out = np.empty(tick.shape[0], dtype=np.uint64)
-    for r in range(tick.shape[0]):
-        out[r] = hash4(key[r], tick[r], agent[r], purpose[r])
-    return out
+        u[r] = uniform(key[r], tick[r], agent[r], purpose[r])
+        h[r] = hash4(key[r], tick[r], agent[r], purpose[r])
+    return u, h
 
 
 def test_uniform_matches_numpy_twin_bit_for_bit():
@@ -58,8 +54,10 @@ def test_uniform_matches_numpy_twin_bit_for_bit():
     tick = rng.integers(0, 2**40, size=n, dtype=np.int64)
     agent = rng.integers(0, 2**31, size=n, dtype=np.int64)
     purpose = rng.integers(0, 32, size=n, dtype=np.int64)
-    got = _uniform_many(key, tick, agent, purpose)
-    want = np.array([uniform_np(int(k), t, a, p) for k, t, a, p in zip(key[:200], tick[:200], agent[:200], purpose[:200])])
+    got = _draw_many(key, tick, agent, purpose)[0]
+    want = np.array(
+        [uniform_np(int(k), t, a, p) for k, t, a, p in zip(key[:200], tick[:200], agent[:200], purpose[:200])]
+    )
     np.testing.assert_array_equal(got[:200].view(np.uint64), want.view(np.uint64))
     # vectorised over all arguments at once (keys one at a time: the key is a scalar)
     for k in np.unique(key[:50]):
@@ -69,11 +67,8 @@ def test_uniform_matches_numpy_twin_bit_for_bit():
         )
     same_key = int(key[0])
     k0 = np.full(n, same_key, dtype=np.int64)
-    np.testing.assert_array_equal(
-        _uniform_many(k0, tick, agent, purpose).view(np.uint64),
-        uniform_np(same_key, tick, agent, purpose).view(np.uint64),
-    )
-    h = _hash_many(k0, tick, agent, purpose)
+    u0, h = _draw_many(k0, tick, agent, purpose)
+    np.testing.assert_array_equal(u0.view(np.uint64), uniform_np(same_key, tick, agent, purpose).view(np.uint64))
     np.testing.assert_array_equal(h, reference.hash4_np(same_key, tick, agent, purpose))
     # uniform is the top 53 bits of hash4
     np.testing.assert_array_equal(
@@ -166,6 +161,22 @@ def test_candidate_frequency_is_uniform():
 # -- state from a small world ---------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Run whole worlds on one numba thread in-process.
+
+    A world makes thousands of small parallel kernel calls; on a busy machine each call's
+    thread barrier can cost milliseconds. Thread-count independence is tested separately,
+    in subprocesses (test_bitwise_identical_across_thread_counts).
+    """
+    before = nb.get_num_threads()
+    nb.set_num_threads(1)
+    try:
+        yield
+    finally:
+        nb.set_num_threads(before)
+
+
 def _world_state():
     sc = scenario_from_dict(
         {
@@ -177,8 +188,9 @@ def _world_state():
         }
     )
     w = FeedWorld(sc)
-    for _ in range(72):  # to 18:00, so habits, profiles and counters are not all zero
-        w.step()
+    with _one_thread():
+        for _ in range(72):  # to 18:00, so habits, profiles and counters are not all zero
+            w.step()
     return w
 
 
@@ -267,7 +279,7 @@ def _view_inputs(w, rng, step):
     cand = np.empty((n, n_cand), dtype=np.int32)
     feed.draw_candidates(w.key, step, active, w.items.n_items, w.strides, BLOCK_SIZE, cand)
     scores = np.empty(cand.shape, dtype=np.float32)
-    scoring.dot_scores(w.platform.user_hat, active, w.items.embedding, cand, scores)
+    scoring.dot_scores(w.view.user_hat, active, w.view.item_embedding, cand, scores)
     scores[rng.random(scores.shape) < 0.05] = -np.inf  # excluded candidates
     scores[rng.random(n) < 0.01] = -np.inf  # nothing to show
     allowance = np.full(n, np.inf, dtype=np.float32)
@@ -281,36 +293,46 @@ def _view_inputs(w, rng, step):
     return active, cand, scores, allowance, prompt_after, k
 
 
+def _run_view(impl, w, before, step, night, inputs):
+    """Run ``impl.view_step`` on a copy of ``before``; return the new state and the outputs."""
+    u, it = w.users, w.items
+    active, cand, scores, allowance, prompt_after, k = inputs
+    n = active.size
+    s = _clone(before)
+    o = {
+        "out_item": np.empty(n, dtype=np.int32),
+        "out_minutes": np.empty(n, dtype=np.float32),
+        "out_slate": np.empty((n, k), dtype=np.int32),
+    }
+    impl.view_step(
+        w.key, step, night, active, cand, scores, allowance, prompt_after, k, w.beh,
+        it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
+        it.length_minutes, it.uid,
+        s["true_interest"], s["true_habit"], u.true_self_control, u.true_intended_minutes,
+        s["in_session_mask"], s["time_left"], s["streak_minutes"], s["since_prompt_minutes"],
+        s["alerted_mask"], s["user_hat"], s["day_stats"], s["cat_counts"], s["imp_emb_sum"],
+        s["minhash"], o["out_item"], o["out_minutes"], o["out_slate"],
+    )  # fmt: skip
+    return {**s, **o}
+
+
 @pytest.mark.parametrize("tick, night", [(73, False), (89, True)])
 def test_view_step_matches_twin(world, tick, night):
     w = world
-    u, it = w.users, w.items
+    n = w.users.n_users
     rng = np.random.default_rng(tick)
     base = _copy_state(w, rng)
-    n = u.n_users
     prev = (base, base)
     for sub in range(3):  # three consecutive sub-steps, each implementation evolving its own state
         step = tick * MAX_SUBSTEPS + sub
-        active, cand, scores, allowance, prompt_after, k = _view_inputs(w, rng, step)
-        res = []
-        for impl, before in ((feed, prev[0]), (reference, prev[1])):
-            s = _clone(before)
-            o = {
-                "out_item": np.empty(n, dtype=np.int32),
-                "out_minutes": np.empty(n, dtype=np.float32),
-                "out_slate": np.empty((n, k), dtype=np.int32),
-            }
-            impl.view_step(
-                w.key, step, night, active, cand, scores, allowance, prompt_after, k, w.beh,
-                it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
-                it.length_minutes, it.uid,
-                s["true_interest"], s["true_habit"], u.true_self_control, u.true_intended_minutes,
-                s["in_session_mask"], s["time_left"], s["streak_minutes"], s["since_prompt_minutes"],
-                s["alerted_mask"], s["user_hat"], s["day_stats"], s["cat_counts"], s["imp_emb_sum"],
-                s["minhash"], o["out_item"], o["out_minutes"], o["out_slate"],
-            )  # fmt: skip
-            res.append({**s, **o})
-        got, want = res
+        inputs = _view_inputs(w, rng, step)
+        got = _run_view(feed, w, prev[0], step, night, inputs)
+        want = _run_view(reference, w, prev[1], step, night, inputs)
+        # the kernel on one thread: bit for bit the same (n rows = several chunks of CHUNK rows)
+        with _one_thread():
+            single = _run_view(feed, w, prev[0], step, night, inputs)
+        for name in got:
+            assert got[name].tobytes() == single[name].tobytes(), name
         # every branch is reached
         ds = got["day_stats"] - prev[0]["day_stats"]
         for col in (L.BLOCKED, L.PROMPTS, L.UNPROMPTED_STREAKS, L.VIEWS, L.HARMFUL_VIEWS):
@@ -394,7 +416,9 @@ def test_choice_and_continuation_match_closed_form():
 
     # continuation among the watchers of each item: sigmoid(z) with the item's watch minutes
     for i in range(k):
-        watch_share = 1.0 / (1.0 + np.exp(-(beh[L.WATCH_SLOPE] * (match[i] + quality[i]) + beh[L.WATCH_HOOK] * hook[i])))
+        watch_share = 1.0 / (
+            1.0 + np.exp(-(beh[L.WATCH_SLOPE] * (match[i] + quality[i]) + beh[L.WATCH_HOOK] * hook[i]))
+        )
         minutes = length[i] * watch_share
         habit = habit0 + beh[L.HABIT_GAIN] * minutes
         z = (
@@ -425,6 +449,10 @@ def scoring_inputs():
     user_vec = rng.standard_normal((n_users, dim)).astype(np.float32)
     user_idx = np.sort(rng.choice(n_users, size=n, replace=False)).astype(np.int64)
     cand = np.stack([rng.choice(n_items, size=c, replace=False) for _ in range(n)]).astype(np.int32)
+    # read-only like the engine's PlatformView arrays, so the kernels' compiled (and cached)
+    # signatures are reused rather than compiled a second time
+    emb.flags.writeable = False
+    user_vec.flags.writeable = False
     return dict(emb=emb, user_vec=user_vec, user_idx=user_idx, cand=cand, rng=rng, n_items=n_items)
 
 
@@ -485,7 +513,7 @@ def test_mmr_rerank_matches_twin(scoring_inputs):
 
 _SMALL = {
     "seed": 2024,
-    "population": {"n_users": 2000},
+    "population": {"n_users": 1000},
     "catalogue": {"n_items": 1000, "new_items_per_day": 50, "mean_item_minutes": 2.0},
     "clock": {"days": 1},
     "recommender": {"kind": "engagement", "diversity": {}, "minors_mode": {}},
@@ -496,8 +524,12 @@ _CHILD = """
 import json, sys
 import numba
 import numpy as np
+import sim.engine
 from sim import scenario_from_dict, simulate
 sc_dict, out = json.loads(sys.argv[1]), sys.argv[2]
+# the engine runs small batches on one thread; make every kernel call use all threads here
+if hasattr(sim.engine, "PARALLEL_MIN_ROWS"):
+    sim.engine.PARALLEL_MIN_ROWS = 0
 record = simulate(scenario_from_dict(sc_dict))
 for name in {saved!r}:
     np.save(f"{{out}}/{{name}}.npy", getattr(record, name))
@@ -511,7 +543,8 @@ def test_bitwise_identical_across_thread_counts(tmp_path):
     for threads in (1, 2):
         out = tmp_path / f"threads{threads}"
         out.mkdir()
-        env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
+        # passive OpenMP waiting: on a busy machine, spinning threads slow a run down ~5x
+        env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "passive"}
         proc = subprocess.run(
             [sys.executable, "-c", code, json.dumps(_SMALL), str(out)],
             env=env, capture_output=True, text=True, timeout=300,
@@ -530,9 +563,10 @@ def test_bitwise_identical_across_thread_counts(tmp_path):
 def test_same_seed_same_run_other_seed_other_run():
     recommender = {"kind": "engagement", "minors_mode": {}}
     sc = scenario_from_dict({**_SMALL, "population": {"n_users": 500}, "recommender": recommender})
-    a, b = simulate(sc), simulate(sc)
+    with _one_thread():
+        a, b = simulate(sc), simulate(sc)
+        c = simulate(sc.with_overrides(seed=sc.seed + 1))
     np.testing.assert_array_equal(a.user_days, b.user_days)
     np.testing.assert_array_equal(a.minhash, b.minhash)
     assert a.user_days[..., L.VIEWS].sum() > 0
-    c = simulate(sc.with_overrides(seed=sc.seed + 1))
     assert not np.array_equal(a.user_days, c.user_days)

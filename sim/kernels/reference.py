@@ -11,13 +11,15 @@ Arithmetic follows numba's typing rules, which differ from NumPy 2's for
 mixed scalars: in a kernel ``float32 * float64`` is computed in float64 and
 ``float32 * float32`` in float32. The twins therefore convert to Python
 floats (float64) or to :class:`numpy.float32` explicitly wherever a kernel
-computes in that precision, and accumulate float32 dot products one
-coordinate at a time, in the kernel's order.
+computes in that precision, and accumulate float32 sums in the kernel's
+order.
 
 Public objects
 --------------
 hash4_np
     Vectorised twin of :func:`sim.rng.hash4` (64 random bits).
+dot16_np
+    Twin of :func:`sim.kernels.feed.dot16` (float32 dot products, four partial sums).
 minhash_item_np
     Twin of :func:`sim.kernels.feed.minhash_item`.
 open_step
@@ -40,6 +42,7 @@ from sim.kernels import layout as L
 from sim.rng import _GOLDEN, _M1, _M2, Purpose, uniform_np
 
 __all__ = [
+    "dot16_np",
     "dot_scores",
     "draw_candidates",
     "engagement_scores",
@@ -87,6 +90,31 @@ def minhash_item_np(uid, k) -> np.ndarray:
     Arguments broadcast; returns uint32.
     """
     return (hash4_np(_MINHASH_SALT, uid, k, 0) >> np.uint64(32)).astype(np.uint32)
+
+
+def dot16_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Twin of :func:`sim.kernels.feed.dot16`: float32 dot products along the last axis.
+
+    Coordinates ``d`` go to four float32 partial sums by ``d mod 4`` (the
+    ``dim mod 4`` leftover coordinates to the first), each accumulated in
+    coordinate order, then combined as ``(s0 + s1) + (s2 + s3)``. Leading axes
+    broadcast.
+
+    Returns
+    -------
+    numpy.ndarray of float32
+    """
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    dim = a.shape[-1]
+    shape = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    s = [np.zeros(shape, dtype=np.float32) for _ in range(4)]
+    main = dim - dim % 4
+    for d in range(main):
+        s[d % 4] += a[..., d] * b[..., d]  # float32 product, then float32 sum
+    for d in range(main, dim):
+        s[0] += a[..., d] * b[..., d]
+    return (s[0] + s[1]) + (s[2] + s[3])
 
 
 def _sigmoid(z: float) -> float:
@@ -140,9 +168,7 @@ def draw_candidates(key, step, active_idx, n_items, strides, block_size, out):
     blocks = np.asarray(active_idx, dtype=np.int64) // block_size
     h = hash4_np(key, step, blocks, Purpose.CANDIDATES)
     start = (h % np.uint64(n_items)).astype(np.int64)
-    stride = np.asarray(strides, dtype=np.int64)[
-        ((h >> np.uint64(40)) % np.uint64(len(strides))).astype(np.int64)
-    ]
+    stride = np.asarray(strides, dtype=np.int64)[((h >> np.uint64(40)) % np.uint64(len(strides))).astype(np.int64)]
     out[:] = ((start[:, None] + j[None, :] * stride[:, None]) % n_items).astype(np.int32)
 
 
@@ -177,7 +203,6 @@ def view_step(
     one uniform), watching, the day counters, habit, the platform's profile,
     interest drift, the MinHash sketch, and the decision to go on.
     """
-    dim = emb.shape[1]
     n_hash = minhash.shape[1]
     temp = float(beh[L.TEMPERATURE])
     out_item[:] = -1
@@ -209,17 +234,14 @@ def view_step(
         items = cand_idx[r, top].astype(np.int64)
         n_top = items.size
 
-        # 2. impressions and true utilities (float32 dot products, coordinate by coordinate)
+        # 2. impressions and true utilities
         out_slate[r, :n_top] = items
         day_stats[u, L.IMPRESSIONS] += _F32(n_top)
         day_stats[u, L.HARMFUL_IMPRESSIONS] += _F32(np.count_nonzero(harmful_mask[items]))
         for i in items:
             cat_counts[u, category[i]] += 1
             imp_emb_sum[u] += emb[i]
-        match = np.zeros(n_top, dtype=np.float32)
-        for d in range(dim):
-            match += true_interest[u, d] * emb[items, d]
-        match = match.astype(np.float64)
+        match = dot16_np(true_interest[u], emb[items]).astype(np.float64)
         util = (
             beh[L.MATCH_W] * match
             + beh[L.QUALITY_W] * true_quality[items].astype(np.float64)
@@ -250,8 +272,7 @@ def view_step(
         # 4. watch
         i = int(items[pick])
         share = _sigmoid(
-            beh[L.WATCH_SLOPE] * (float(match[pick]) + float(true_quality[i]))
-            + beh[L.WATCH_HOOK] * float(true_hook[i])
+            beh[L.WATCH_SLOPE] * (float(match[pick]) + float(true_quality[i])) + beh[L.WATCH_HOOK] * float(true_hook[i])
         )
         minutes = _F32(float(length_minutes[i]) * share)
         if minutes > allowance[r]:
@@ -308,11 +329,8 @@ def view_step(
 
 
 def _dot32(user_rows: np.ndarray, item_emb: np.ndarray, cand_idx: np.ndarray) -> np.ndarray:
-    """``user_rows[r] . item_emb[cand_idx[r, j]]`` summed in float32, coordinate by coordinate."""
-    s = np.zeros(cand_idx.shape, dtype=np.float32)
-    for d in range(item_emb.shape[1]):
-        s += user_rows[:, d][:, None].astype(np.float32) * item_emb[cand_idx, d].astype(np.float32)
-    return s
+    """``user_rows[r] . item_emb[cand_idx[r, j]]`` as :func:`dot16_np` computes it."""
+    return dot16_np(user_rows[:, None, :], item_emb[cand_idx])
 
 
 def dot_scores(user_vec, user_idx, item_emb, cand_idx, out):
@@ -350,9 +368,9 @@ def engagement_scores(
     n, c = cand_idx.shape
     users = np.asarray(user_idx, dtype=np.int64)
     dots = _dot32(user_hat[users], item_emb, cand_idx)
-    exploit = (
-        np.asarray(log_value_hat)[cand_idx].astype(np.float64) + sharpness * dots.astype(np.float64)
-    ).astype(np.float32)
+    exploit = (np.asarray(log_value_hat)[cand_idx].astype(np.float64) + sharpness * dots.astype(np.float64)).astype(
+        np.float32
+    )
     explore_row = uniform_np(key, step, users, Purpose.EXPLORE) < exploration
     agent = users[:, None] * c + np.arange(c)[None, :]
     explore = uniform_np(key, step, agent, Purpose.RANDOM_REC).astype(np.float32)
