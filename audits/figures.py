@@ -76,9 +76,11 @@ def minors_caps(records, catalogue) -> bytes:
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     rng = np.random.default_rng(0)  # jitter only
     minutes = np.concatenate([r.day_column("minutes") for r in records], axis=0)
-    for k, (key, _label, cap) in enumerate(bands):
+    labels = []
+    for k, (key, label, cap) in enumerate(bands):
         vals = minutes[:, masks[key]].ravel()
         if vals.size == 0:
+            labels.append(f"{label}\n(none)")
             continue
         over = vals > cap + 1e-3
         x = k + rng.uniform(-0.3, 0.3, vals.size)
@@ -86,9 +88,8 @@ def minors_caps(records, catalogue) -> bytes:
         ax.scatter(x[over], vals[over], s=3, alpha=0.5, color="#d62728")
         ax.hlines(cap, k - 0.4, k + 0.4, color="black", lw=2)
         ax.text(k + 0.42, cap, f"cap {cap:g}", va="center", fontsize=8)
-        ax.text(k, -0.09, f"{over.mean():.1%} of days over", ha="center", fontsize=8,
-                transform=ax.get_xaxis_transform())  # fmt: skip
-    ax.set_xticks(range(3), [b[1] for b in bands])
+        labels.append(f"{label}\n{over.mean():.1%} of days over")
+    ax.set_xticks(range(3), labels)
     ax.set_xlim(-0.6, 2.9)
     ax.set_ylabel("minutes per day")
     ax.set_title("Minors' daily minutes against the caps (red: over the cap)")
@@ -103,7 +104,7 @@ def feed_entropy(records, cf_records, cf_label: str) -> bytes:
         ax.plot(np.arange(1, len(series) + 1), series, style, marker="o", ms=3, label=label)
     n_cat = records[0].scenario.catalogue.n_categories
     ax.axhline(np.log(n_cat), color="grey", lw=0.8, ls=":")
-    ax.text(1, np.log(n_cat) * 0.97, f"maximum: ln {n_cat}", fontsize=7, color="grey", va="top")
+    ax.text(len(series), np.log(n_cat) * 0.985, f"maximum: ln {n_cat}", fontsize=7, color="grey", va="top", ha="right")
     ax.set_xlabel("day")
     ax.set_ylabel("entropy (nats)")
     ax.set_title("Diversity of each user's feed (category entropy)")
