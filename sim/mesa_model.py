@@ -115,7 +115,7 @@ class FeedModel(mesa.Model):
             self.running = False
 
     def record(self) -> RunRecord:
-        """Snapshot the world as a :class:`sim.record.RunRecord` (complete once ``running`` is False).
+        """Snapshot the world as a :class:`sim.record.RunRecord` (final once not ``running``).
 
         Returns
         -------

@@ -18,7 +18,8 @@ Scope: the content-based recommender only, no wrappers (no access limits, no
 rest prompts, no minors' mode), no platform item counters, no MinHash or
 feed-entropy statistics. Items are replaced at midnight exactly as in the
 engine (same generator stream), so the catalogue matches the engine's on
-every day. Scalars are kept in float64 where the kernel rounds to float32;
+every day; users start with the habit that ``make_users`` gives them, as in the
+engine. Scalars are kept in float64 where the kernel rounds to float32;
 vectors (``user_hat``, interests) are float32 as in the engine.
 
 Public objects
@@ -106,6 +107,8 @@ class FeedUserAgent(mesa.Agent):
         Intended daily use (minutes).
     interest : numpy.ndarray
         Unit interest vector, float32 (D,); copied.
+    habit : float, optional
+        Initial habit stock (hours a day), by default 0.
 
     Attributes
     ----------
@@ -131,6 +134,7 @@ class FeedUserAgent(mesa.Agent):
         self_control: float,
         intended_minutes: float,
         interest: np.ndarray,
+        habit: float = 0.0,
     ):
         super().__init__(model)
         self.index = int(index)
@@ -143,7 +147,7 @@ class FeedUserAgent(mesa.Agent):
         self.vecs = np.zeros((len(interest), 2), dtype=np.float32)
         self.vecs[:, 1] = interest
         self._coef = np.zeros(2, dtype=np.float32)
-        self.habit = 0.0
+        self.habit = float(habit)
         self.in_session = False
         self.time_left = 0.0
         self.streak = 0.0
@@ -175,9 +179,7 @@ class FeedUserAgent(mesa.Agent):
         if self.in_session:
             self.time_left += m.tick_minutes
         else:
-            rate = self.open_rate * m.profiles[self.cohort][self.owl][m.hour] * (
-                1.0 + m.params.habit_cue * self.habit
-            )
+            rate = self.open_rate * m.profiles[self.cohort][self.owl][m.hour] * (1.0 + m.params.habit_cue * self.habit)
             if m.rng.random() < 1.0 - math.exp(-rate):
                 self.in_session = True
                 self.time_left = m.tick_minutes * m.rng.random()
@@ -188,7 +190,7 @@ class FeedUserAgent(mesa.Agent):
             sub += 1
 
     def view(self, cand: np.ndarray) -> int:
-        """One standard agent-step: score candidates, show a slate, choose, watch, update, go on?
+        """One standard agent-step: scores, slate, choice, watching, updates, going on.
 
         Parameters
         ----------
@@ -332,7 +334,8 @@ class ReferenceFeedModel(mesa.Model):
 
     def __init__(self, scenario: Scenario, replication: int = 0, rng=None, collect: bool = True):
         if rng is None:
-            rng = spawn_generators(scenario.seed, ("mesa_reference",), replication)["mesa_reference"]
+            gens = spawn_generators(scenario.seed, ("mesa_reference",), replication)
+            rng = gens["mesa_reference"]
         super().__init__(rng=rng)
         sc = self.scenario = scenario
         self.replication = replication
@@ -364,7 +367,7 @@ class ReferenceFeedModel(mesa.Model):
         for idx in range(u.n_users):
             FeedUserAgent(
                 self, idx, u.cohort[idx], bool(u.night_owl_mask[idx]), u.open_rate[idx],
-                u.true_self_control[idx], u.true_intended_minutes[idx], u.true_interest[idx],
+                u.true_self_control[idx], u.true_intended_minutes[idx], u.true_interest[idx], u.true_habit[idx],
             )  # fmt: skip
         self._agent_list = list(self.agents)
         self.cohort = u.cohort.copy()
@@ -374,9 +377,7 @@ class ReferenceFeedModel(mesa.Model):
             setattr(self, f"minutes_today_{name}", 0.0)
         self.collect = collect
         self.datacollector = mesa.DataCollector(
-            model_reporters={
-                n: n for n in ("tick", "in_session", *(f"minutes_today_{c}" for c in COHORTS))
-            }
+            model_reporters={n: n for n in ("tick", "in_session", *(f"minutes_today_{c}" for c in COHORTS))}
         )
         self.running = self.n_ticks > 0
 
@@ -389,7 +390,8 @@ class ReferenceFeedModel(mesa.Model):
         quality = it.true_quality.astype(np.float64)
         hook = it.true_hook.astype(np.float64)
         # the item's part of the true utility (before the temperature)
-        self.item_utility_list = (self.params.quality_w * quality + self.params.hook_w * hook).tolist()
+        p = self.params
+        self.item_utility_list = (p.quality_w * quality + p.hook_w * hook).tolist()
         self.quality_list = quality.tolist()
         self.hook_list = hook.tolist()
         self.length_list = it.length_minutes.astype(np.float64).tolist()
@@ -448,7 +450,8 @@ class ReferenceFeedModel(mesa.Model):
         counts = np.bincount(self.cohort, minlength=len(COHORTS))
         self.in_session = int(in_session)
         for c, name in enumerate(COHORTS):
-            setattr(self, f"minutes_today_{name}", float(minutes[c] / counts[c]) if counts[c] else np.nan)
+            mean = float(minutes[c] / counts[c]) if counts[c] else np.nan
+            setattr(self, f"minutes_today_{name}", mean)
         self.datacollector.collect(self)
 
     def _end_of_day(self, day: int) -> None:

@@ -1,0 +1,175 @@
+"""Agent-steps per second: the numba feed kernels against the pure-Mesa reference.
+
+One "standard agent-step" is one view of one user with the content-based
+recommender: retrieve 100 candidates, score them (D = 16 dot products), show
+the top-10 slate, logit choice among the slate and leaving, watch, update the
+platform profile, habit and interest, and decide whether to go on.
+
+* numba: ``draw_candidates`` + ``dot_scores`` + ``view_step`` on a batch of
+  users who are all in a session with unlimited time, allowance and
+  ``prompt_after``; the session state is reset before every sub-step so every
+  row is an agent-step. JIT compilation is excluded (warm-up sub-steps);
+  the rate is that of the median sub-step (robust to other load on the machine).
+  The engine's per-sub-step Python work (active set, logging) is not timed.
+* Mesa: :meth:`sim.mesa_reference.ReferenceFeedModel.standard_steps`, one
+  ``FeedUserAgent.view`` per agent-step, cycling over a few thousand agents;
+  the rate is the median of 5 repeats. Single-threaded (plain Python).
+
+Usage::
+
+    python benchmarks/bench_kernel.py --quick     # < 1 minute
+    python benchmarks/bench_kernel.py             # larger sizes
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numba as nb
+import numpy as np
+
+from sim.engine import BLOCK_SIZE, FeedWorld
+from sim.kernels import feed
+from sim.kernels.scoring import dot_scores
+from sim.mesa_reference import ReferenceFeedModel
+from sim.scenario import scenario_from_dict
+
+
+def _scenario(n_users: int, n_items: int, dim: int, n_cand: int, slate: int):
+    return scenario_from_dict(
+        {
+            "name": "bench-kernel",
+            "seed": 12345,
+            "clock": {"days": 1, "tick_minutes": 15},
+            "population": {"n_users": n_users, "interest_dim": dim},
+            "catalogue": {"n_items": n_items},
+            "recommender": {"kind": "content", "n_candidates": n_cand, "slate_size": slate},
+        }
+    )
+
+
+def bench_numba(n_users: int, n_items: int, dim: int, n_cand: int, slate: int, substeps: int):
+    """Time the fused kernels; return (agent-steps/s of the median sub-step, watched share)."""
+    sc = _scenario(n_users, n_items, dim, n_cand, slate)
+    w = FeedWorld(sc)
+    u, it, pf = w.users, w.items, w.platform
+    n = u.n_users
+    active = np.arange(n, dtype=np.int64)
+    cand = np.empty((n, n_cand), dtype=np.int32)
+    scores = np.empty((n, n_cand), dtype=np.float32)
+    allowance = np.full(n, np.inf, dtype=np.float32)
+    prompt_after = np.full(n, np.inf, dtype=np.float32)
+    out_item = np.empty(n, dtype=np.int32)
+    out_min = np.empty(n, dtype=np.float32)
+    out_slate = np.empty((n, slate), dtype=np.int32)
+
+    def substep(step: int) -> float:
+        u.in_session_mask[:] = True
+        u.time_left[:] = np.float32(1e9)
+        t0 = time.perf_counter()
+        feed.draw_candidates(w.key, step, active, it.n_items, w.strides, BLOCK_SIZE, cand)
+        dot_scores(pf.user_hat, active, it.embedding, cand, scores)
+        feed.view_step(
+            w.key, step, False, active, cand, scores, allowance, prompt_after, slate, w.beh,
+            it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
+            it.length_minutes, it.uid,
+            u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
+            u.in_session_mask, u.time_left, u.streak_minutes, u.since_prompt_minutes,
+            w.alerted_mask, pf.user_hat, w.day_stats, w.cat_counts, w.imp_emb_sum,
+            w.minhash, out_item, out_min, out_slate,
+        )  # fmt: skip
+        return time.perf_counter() - t0
+
+    for s in range(3):  # JIT (or cache load) and a first pass over the memory
+        substep(s)
+    times = []
+    watched = 0
+    for s in range(3, 3 + substeps):
+        times.append(substep(s))
+        watched += int((out_item >= 0).sum())
+    return n / float(np.median(times)), watched / (n * substeps)
+
+
+def bench_mesa(n_agents: int, n_items: int, dim: int, n_cand: int, slate: int, steps: int):
+    """Time the reference's standard agent-step; return the median rate of 5 repeats."""
+    sc = _scenario(n_agents, n_items, dim, n_cand, slate)
+    model = ReferenceFeedModel(sc, collect=False)
+    model.standard_steps(min(steps, 2 * n_agents))  # warm-up: profiles leave zero, caches
+    rates = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        done = model.standard_steps(max(1, steps // 5))
+        rates.append(done / (time.perf_counter() - t0))
+    return float(np.median(rates))
+
+
+def bench_engine(n_users: int, n_items: int, dim: int, n_cand: int, slate: int):
+    """End-to-end engine run of one day (Python sub-step loop included)."""
+    sc = _scenario(n_users, n_items, dim, n_cand, slate)
+    w = FeedWorld(sc)
+    t0 = time.perf_counter()
+    w.run()
+    return w.agent_steps / (time.perf_counter() - t0)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
+    parser.add_argument("--numba-users", type=int, default=None)
+    parser.add_argument("--substeps", type=int, default=None)
+    parser.add_argument("--mesa-agents", type=int, default=None)
+    parser.add_argument("--mesa-steps", type=int, default=None)
+    parser.add_argument("--n-items", type=int, default=5_000)
+    args = parser.parse_args(argv)
+    if args.threads:
+        nb.set_num_threads(args.threads)
+    quick = args.quick
+    n_users = args.numba_users or (200_000 if quick else 1_000_000)
+    substeps = args.substeps or (9 if quick else 20)
+    n_agents = args.mesa_agents or (2_000 if quick else 5_000)
+    mesa_steps = args.mesa_steps or (20_000 if quick else 200_000)
+    dim, n_cand, slate, n_items = 16, 100, 10, args.n_items
+
+    numba_rate, watched_share = bench_numba(n_users, n_items, dim, n_cand, slate, substeps)
+    size = f"{n_users:,} users, {substeps} sub-steps"
+    print(f"numba kernels : {numba_rate:14,.0f} agent-steps/s ({size})")
+    mesa_rate = bench_mesa(n_agents, n_items, dim, n_cand, slate, mesa_steps)
+    size = f"{mesa_steps:,} steps, {n_agents:,} agents"
+    print(f"Mesa reference: {mesa_rate:14,.0f} agent-steps/s ({size})")
+    print(f"ratio         : {numba_rate / mesa_rate:14,.0f} x")
+    result = {
+        "numba_agent_steps_per_s": round(numba_rate),
+        "mesa_agent_steps_per_s": round(mesa_rate),
+        "ratio": round(numba_rate / mesa_rate, 1),
+        "n_threads": nb.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "D": dim,
+        "n_candidates": n_cand,
+        "slate_size": slate,
+        "n_items": n_items,
+        "numba_users": n_users,
+        "numba_substeps": substeps,
+        "numba_watched_share": round(watched_share, 3),
+        "mesa_agents": n_agents,
+        "mesa_steps": mesa_steps,
+        "quick": quick,
+        "python": platform.python_version(),
+        "numba": nb.__version__,
+    }
+    if not quick:
+        e2e = bench_engine(100_000, n_items, dim, n_cand, slate)
+        print(f"engine (1 day, 100k users, end to end): {e2e:,.0f} agent-steps/s")
+        result["engine_end_to_end_agent_steps_per_s"] = round(e2e)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
