@@ -27,7 +27,7 @@ import numba as nb
 import numpy as np
 
 from sim.kernels import layout as L
-from sim.rng import Purpose, hash4, uniform
+from sim.rng import _GOLDEN, Purpose, _mix, hash4, uniform
 
 __all__ = ["CHUNK", "dot16", "draw_candidates", "minhash_item", "open_step", "view_step"]
 
@@ -116,33 +116,25 @@ def draw_candidates(key, step, active_idx, n_items, strides, block_size, out):
 
 @nb.njit(inline="always", cache=True)
 def minhash_item(uid, k):
-    """Return the k-th 32-bit MinHash value of item ``uid`` (independent of the run)."""
-    return np.uint32(hash4(_MINHASH_SALT, uid, k, 0) >> np.uint64(32))
+    """Return the k-th 32-bit MinHash value of item ``uid`` (independent of the run).
+
+    One SplitMix64 finaliser round of ``uid * golden + k + salt``: distinct
+    (uid, k) pairs give distinct inputs for any realistic ``uid``.
+    """
+    return np.uint32(_mix(np.uint64(uid) * _GOLDEN + np.uint64(k) + _MINHASH_SALT) >> np.uint64(32))
 
 
 @nb.njit(inline="always", cache=True)
 def dot16(a, ia, b, ib, dim):
-    """Dot product of rows ``a[ia]`` and ``b[ib]`` in float32 with four partial sums.
+    """Dot product of rows ``a[ia]`` and ``b[ib]``: one float32 running sum in coordinate order.
 
-    The four interleaved accumulators (combined as ``(s0 + s1) + (s2 + s3)``)
-    break the add-latency chain of a single running sum; the order is fixed,
-    so the result is the same on every thread and every run.
+    Every dot product in the kernels uses this order (the batched scoring
+    kernels too), so results are the same on every thread and in the NumPy twins.
     """
-    s0 = np.float32(0.0)
-    s1 = np.float32(0.0)
-    s2 = np.float32(0.0)
-    s3 = np.float32(0.0)
-    d = 0
-    while d + 4 <= dim:
-        s0 += a[ia, d] * b[ib, d]
-        s1 += a[ia, d + 1] * b[ib, d + 1]
-        s2 += a[ia, d + 2] * b[ib, d + 2]
-        s3 += a[ia, d + 3] * b[ib, d + 3]
-        d += 4
-    while d < dim:
-        s0 += a[ia, d] * b[ib, d]
-        d += 1
-    return (s0 + s1) + (s2 + s3)
+    s = np.float32(0.0)
+    for d in range(dim):
+        s += a[ia, d] * b[ib, d]
+    return s
 
 
 @nb.njit(inline="always", cache=True)

@@ -55,7 +55,7 @@ __all__ = [
     "view_step",
 ]
 
-_MINHASH_SALT = 0x5EED5EED  # same salt as sim.kernels.feed
+_MINHASH_SALT = np.uint64(0x5EED5EED)  # same salt as sim.kernels.feed
 _F32 = np.float32
 
 
@@ -89,16 +89,16 @@ def minhash_item_np(uid, k) -> np.ndarray:
 
     Arguments broadcast; returns uint32.
     """
-    return (hash4_np(_MINHASH_SALT, uid, k, 0) >> np.uint64(32)).astype(np.uint32)
+    with np.errstate(over="ignore"):
+        x = np.asarray(uid).astype(np.uint64) * _GOLDEN + np.asarray(k).astype(np.uint64) + _MINHASH_SALT
+        return (_mix(x) >> np.uint64(32)).astype(np.uint32)
 
 
 def dot16_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Twin of :func:`sim.kernels.feed.dot16`: float32 dot products along the last axis.
 
-    Coordinates ``d`` go to four float32 partial sums by ``d mod 4`` (the
-    ``dim mod 4`` leftover coordinates to the first), each accumulated in
-    coordinate order, then combined as ``(s0 + s1) + (s2 + s3)``. Leading axes
-    broadcast.
+    One float32 running sum in coordinate order (each product rounded to
+    float32, then added), as every kernel computes it. Leading axes broadcast.
 
     Returns
     -------
@@ -106,15 +106,11 @@ def dot16_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(a, dtype=np.float32)
     b = np.asarray(b, dtype=np.float32)
-    dim = a.shape[-1]
     shape = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    s = [np.zeros(shape, dtype=np.float32) for _ in range(4)]
-    main = dim - dim % 4
-    for d in range(main):
-        s[d % 4] += a[..., d] * b[..., d]  # float32 product, then float32 sum
-    for d in range(main, dim):
-        s[0] += a[..., d] * b[..., d]
-    return (s[0] + s[1]) + (s[2] + s[3])
+    s = np.zeros(shape, dtype=np.float32)
+    for d in range(a.shape[-1]):
+        s += a[..., d] * b[..., d]  # float32 product, then float32 sum
+    return s
 
 
 def _sigmoid(z: float) -> float:

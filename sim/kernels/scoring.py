@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from sim.kernels.feed import dot16
+from sim.kernels.feed import CHUNK
 from sim.rng import Purpose, uniform
 
 __all__ = [
@@ -24,18 +24,64 @@ _P_EXPLORE = Purpose.EXPLORE
 _P_RANDOM = Purpose.RANDOM_REC
 
 
+@nb.njit(inline="always", cache=True)
+def _same_candidates(cand_idx, r, q):
+    c = cand_idx.shape[1]
+    for j in range(c):
+        if cand_idx[r, j] != cand_idx[q, j]:
+            return False
+    return True
+
+
+@nb.njit(inline="always", cache=True)
+def _load_block(item_emb, cand_idx, r, et):
+    """Copy the candidates' embeddings of row ``r`` into ``et`` (D, n_cand), transposed."""
+    c = cand_idx.shape[1]
+    dim = item_emb.shape[1]
+    for j in range(c):
+        i = cand_idx[r, j]
+        for d in range(dim):
+            et[d, j] = item_emb[i, d]
+
+
+@nb.njit(inline="always", cache=True)
+def _dots(user_vec, u, et, acc):
+    """``acc[j] = user_vec[u] . et[:, j]``, a float32 running sum over d (as :func:`feed.dot16`).
+
+    The loop over candidates is innermost and contiguous, so it runs in SIMD
+    lanes without changing the order of any sum.
+    """
+    dim, c = et.shape
+    for j in range(c):
+        acc[j] = np.float32(0.0)
+    for d in range(dim):
+        ud = user_vec[u, d]
+        for j in range(c):
+            acc[j] += ud * et[d, j]
+
+
 @nb.njit(parallel=True, cache=True)
 def dot_scores(user_vec, user_idx, item_emb, cand_idx, out):
     """``out[r, j] = user_vec[user_idx[r]] . item_emb[cand_idx[r, j]]``.
 
     Shapes: user_vec (n_users, D), item_emb (n_items, D), cand_idx/out (n_batch, n_cand).
+    Consecutive rows with the same candidates (a retrieval block) reuse one
+    transposed copy of the candidates' embeddings.
     """
     n, c = cand_idx.shape
     dim = item_emb.shape[1]
-    for r in nb.prange(n):
-        u = user_idx[r]
-        for j in range(c):
-            out[r, j] = dot16(user_vec, u, item_emb, cand_idx[r, j], dim)
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    for ch in nb.prange(n_chunks):
+        et = np.empty((dim, c), dtype=np.float32)
+        acc = np.empty(c, dtype=np.float32)
+        cached = -1
+        for r in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
+            if cached < 0 or not _same_candidates(cand_idx, r, cached):
+                _load_block(item_emb, cand_idx, r, et)
+                cached = r
+            _dots(user_vec, user_idx[r], et, acc)
+            for j in range(c):
+                out[r, j] = acc[j]
 
 
 @nb.njit(parallel=True, cache=True)
@@ -70,15 +116,23 @@ def engagement_scores(
     """
     n, c = cand_idx.shape
     dim = item_emb.shape[1]
-    for r in nb.prange(n):
-        u = user_idx[r]
-        if uniform(key, step, u, _P_EXPLORE) < exploration:
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    for ch in nb.prange(n_chunks):
+        et = np.empty((dim, c), dtype=np.float32)
+        acc = np.empty(c, dtype=np.float32)
+        cached = -1
+        for r in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
+            u = user_idx[r]
+            if uniform(key, step, u, _P_EXPLORE) < exploration:
+                for j in range(c):
+                    out[r, j] = np.float32(uniform(key, step, u * c + j, _P_RANDOM))
+                continue
+            if cached < 0 or not _same_candidates(cand_idx, r, cached):
+                _load_block(item_emb, cand_idx, r, et)
+                cached = r
+            _dots(user_hat, u, et, acc)
             for j in range(c):
-                out[r, j] = np.float32(uniform(key, step, u * c + j, _P_RANDOM))
-            continue
-        for j in range(c):
-            i = cand_idx[r, j]
-            out[r, j] = np.float32(log_value_hat[i] + sharpness * dot16(user_hat, u, item_emb, i, dim))
+                out[r, j] = np.float32(log_value_hat[cand_idx[r, j]] + sharpness * acc[j])
 
 
 @nb.njit(parallel=True, cache=True)
