@@ -185,6 +185,10 @@ def _finding(spec: MetricSpec, cohort, per_rep, reps, conf, boot_rng, scenario, 
         rule=spec.rule, unit=spec.unit, source=spec.source, n_users=n_scope, replications=reps,
         counterfactual=cf_kind,
     )  # fmt: skip
+    if ests[0].undefined_reason:
+        return Finding(
+            value=None, ci_low=None, ci_high=None, verdict="undefined", note=ests[0].undefined_reason, **base
+        )
     if n_scope < MIN_SCOPE:
         return Finding(value=None, ci_low=None, ci_high=None, verdict="undefined",
                        note=f"cohort '{cohort}' absent or too small ({n_scope} users)", **base)  # fmt: skip

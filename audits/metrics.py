@@ -45,6 +45,7 @@ class Estimator:
 
     mask: np.ndarray
     stat: Callable[[np.ndarray], float]
+    undefined_reason: str = ""
 
     def value(self) -> float:
         """Return the statistic over the whole scope."""
@@ -155,7 +156,10 @@ def build_estimators(
     # Art. 12: diversity of each feed over time, and homogenisation across users.
     ent_first, ent_last = t.feed_days[0, :, 0], t.feed_days[-1, :, 0]
     ent_ok = np.isfinite(ent_first) & np.isfinite(ent_last)
-    est[("feed_entropy_change", "all")] = Estimator(ent_ok, mean_of(np.nan_to_num(ent_last - ent_first)))
+    too_short = "needs at least 2 simulated days" if t.n_days < 2 else ""
+    est[("feed_entropy_change", "all")] = Estimator(
+        ent_ok, mean_of(np.nan_to_num(ent_last - ent_first)), undefined_reason=too_short
+    )
     top1 = t.feed_days[-1, :, 1]
     est[("top1_category_share", "all")] = Estimator(np.isfinite(top1), mean_of(np.nan_to_num(top1)))
     partner = _derangement(t.n_users, rng)

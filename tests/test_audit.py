@@ -79,6 +79,8 @@ def test_absent_cohort_is_undefined():
         if f.cohort.startswith("minor"):
             assert f.verdict == "undefined" and "absent" in f.note
     assert article_verdicts(res.findings)[18] == "undefined"
+    ent = [f for f in res.findings if f.metric == "feed_entropy_change"][0]
+    assert ent.verdict == "undefined" and "2 simulated days" in ent.note  # a 1-day run has no trend
 
 
 @pytest.mark.parametrize(
