@@ -36,7 +36,7 @@ from sim.kernels import layout as L
 from sim.platform import InteractionLog, PlatformView, PluginError
 from sim.record import RunRecord
 from sim.registry import make_recommender
-from sim.rng import root_key, spawn_generators
+from sim.rng import Purpose, hash4, root_key, spawn_generators
 from sim.scenario import Scenario
 from sim.state import (
     ACTIVITY_PROFILES,
@@ -107,7 +107,8 @@ class FeedWorld:
         sc = self.scenario = scenario
         self.replication = replication
         self.key = root_key(sc.seed, replication)
-        self.rec_key = int(feed.minhash_item(self.key, 7)) << 31 | int(feed.minhash_item(self.key, 8))
+        # the recommenders' own stream: a key derived from the run key, never equal to it
+        self.rec_key = int(hash4(self.key, 0, 0, Purpose.RECOMMENDER_KEY) >> np.uint64(1))
         gens = spawn_generators(sc.seed, ("population", "items", "retrieval"), replication)
         self._item_rng = gens["items"]
         self.centroids = category_centroids(sc.catalogue.n_categories, sc.population.interest_dim, gens["items"])

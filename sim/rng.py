@@ -56,6 +56,7 @@ class Purpose:
     RANDOM_REC = 8  # random recommender scores
     POPULATION = 9  # reserved: population generation uses a Generator instead
     STRIDE = 10  # retrieval stride choice
+    RECOMMENDER_KEY = 11  # derives the recommenders' key from the run key
 
 
 def root_key(seed: int, replication: int = 0) -> int:
