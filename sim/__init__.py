@@ -4,7 +4,7 @@ The front door:
 
 >>> from sim import load_scenario, simulate
 >>> record = simulate(load_scenario("scenarios/baseline.toml").with_overrides(n_users=500, days=1))
->>> record.daily.head()  # doctest: +SKIP
+>>> record.daily().head()  # doctest: +SKIP
 
 Public objects
 --------------

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["Purpose", "root_key", "spawn_generators", "hash4", "uniform", "uniform_np"]
+__all__ = ["Purpose", "hash4", "hash4_np", "root_key", "spawn_generators", "uniform", "uniform_np"]
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -128,6 +128,18 @@ def _mix_np(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+def hash4_np(key: int, tick, agent, purpose) -> np.ndarray:
+    """Vectorised NumPy twin of :func:`hash4`; arguments broadcast; returns uint64."""
+    with np.errstate(over="ignore"):
+        t = np.asarray(tick).astype(np.uint64)
+        a = np.asarray(agent).astype(np.uint64)
+        p = np.asarray(purpose).astype(np.uint64)
+        h = _mix_np(np.uint64(key) + _GOLDEN)
+        h = _mix_np(h ^ (t * _GOLDEN))
+        h = _mix_np(h ^ (a * _M1))
+        return _mix_np(h ^ (p * _M2))
+
+
 def uniform_np(key: int, tick, agent, purpose) -> np.ndarray:
     """Vectorised NumPy twin of :func:`uniform`; arguments broadcast.
 
@@ -136,12 +148,4 @@ def uniform_np(key: int, tick, agent, purpose) -> np.ndarray:
     numpy.ndarray of float64
         Exactly the values :func:`uniform` returns for the same arguments.
     """
-    with np.errstate(over="ignore"):
-        t = np.asarray(tick).astype(np.uint64)
-        a = np.asarray(agent).astype(np.uint64)
-        p = np.asarray(purpose).astype(np.uint64)
-        h = _mix_np(np.uint64(key) + _GOLDEN)
-        h = _mix_np(h ^ (t * _GOLDEN))
-        h = _mix_np(h ^ (a * _M1))
-        h = _mix_np(h ^ (p * _M2))
-        return (h >> np.uint64(11)).astype(np.float64) * _INV_2_53
+    return (hash4_np(key, tick, agent, purpose) >> np.uint64(11)).astype(np.float64) * _INV_2_53

@@ -39,7 +39,8 @@ import math
 import numpy as np
 
 from sim.kernels import layout as L
-from sim.rng import _GOLDEN, _M1, _M2, Purpose, uniform_np
+from sim.rng import _GOLDEN, Purpose, hash4_np, uniform_np
+from sim.rng import _mix_np as _mix
 
 __all__ = [
     "dot16_np",
@@ -57,31 +58,6 @@ __all__ = [
 
 _MINHASH_SALT = np.uint64(0x5EED5EED)  # same salt as sim.kernels.feed
 _F32 = np.float32
-
-
-def _mix(z):
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
-
-
-def hash4_np(key, tick, agent, purpose) -> np.ndarray:
-    """Vectorised twin of :func:`sim.rng.hash4`; arguments broadcast.
-
-    Returns
-    -------
-    numpy.ndarray of uint64
-        The 64 bits that :func:`sim.rng.hash4` returns for the same arguments
-        (the top 53 of which :func:`sim.rng.uniform` turns into a double).
-    """
-    with np.errstate(over="ignore"):
-        t = np.asarray(tick).astype(np.uint64)
-        a = np.asarray(agent).astype(np.uint64)
-        p = np.asarray(purpose).astype(np.uint64)
-        h = _mix(np.uint64(key) + _GOLDEN)
-        h = _mix(h ^ (t * _GOLDEN))
-        h = _mix(h ^ (a * _M1))
-        return _mix(h ^ (p * _M2))
 
 
 def minhash_item_np(uid, k) -> np.ndarray:
