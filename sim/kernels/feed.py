@@ -220,6 +220,9 @@ def view_step(
         top_j = np.empty(slate_size, dtype=np.int64)
         util = np.empty(slate_size, dtype=np.float64)
         match = np.empty(slate_size, dtype=np.float64)
+        match32 = np.empty(slate_size, dtype=np.float32)
+        slate_i = np.empty(slate_size, dtype=np.int64)
+        row_emb = np.empty(emb.shape[1], dtype=np.float32)
         for r in range(ch * CHUNK, min(n_act, (ch + 1) * CHUNK)):
             u = active_idx[r]
             out_item[r] = -1
@@ -264,19 +267,35 @@ def view_step(
                 _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                 continue
 
-            # 2. impressions and true utilities
+            # 2. impressions and true utilities. The slate's embeddings are summed in a local
+            #    row first (slate order), then added to the run total once; the true-utility dot
+            #    products run across the slate items in lockstep (each still summed over d in order).
+            n_harm = 0
+            for d in range(dim):
+                row_emb[d] = 0.0
+            for k in range(n_top):
+                i = cand_idx[r, top_j[k]]
+                slate_i[k] = i
+                out_slate[r, k] = i
+                if harmful_mask[i]:
+                    n_harm += 1
+                cat_counts[u, category[i]] += 1
+                match32[k] = 0.0
+                for d in range(dim):
+                    row_emb[d] += emb[i, d]
+            for d in range(dim):
+                td = true_interest[u, d]
+                for k in range(n_top):
+                    match32[k] += td * emb[slate_i[k], d]
+            for d in range(dim):
+                imp_emb_sum[u, d] += row_emb[d]
+            day_stats[u, L.IMPRESSIONS] += np.float32(n_top)
+            day_stats[u, L.HARMFUL_IMPRESSIONS] += np.float32(n_harm)
             umax = (beh[L.LEAVE_U] + beh[L.FATIGUE_W] * streak[u] / 60.0) / temp
             u_leave = umax
             for k in range(n_top):
-                i = cand_idx[r, top_j[k]]
-                out_slate[r, k] = i
-                day_stats[u, L.IMPRESSIONS] += 1.0
-                if harmful_mask[i]:
-                    day_stats[u, L.HARMFUL_IMPRESSIONS] += 1.0
-                cat_counts[u, category[i]] += 1
-                for d in range(dim):
-                    imp_emb_sum[u, d] += emb[i, d]
-                match[k] = dot16(true_interest, u, emb, i, dim)
+                i = slate_i[k]
+                match[k] = match32[k]
                 util[k] = (
                     beh[L.MATCH_W] * match[k] + beh[L.QUALITY_W] * true_quality[i] + beh[L.HOOK_W] * true_hook[i]
                 ) / temp

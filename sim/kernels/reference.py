@@ -210,9 +210,11 @@ def view_step(
         out_slate[r, :n_top] = items
         day_stats[u, L.IMPRESSIONS] += _F32(n_top)
         day_stats[u, L.HARMFUL_IMPRESSIONS] += _F32(np.count_nonzero(harmful_mask[items]))
+        row_emb = np.zeros(emb.shape[1], dtype=np.float32)
         for i in items:
             cat_counts[u, category[i]] += 1
-            imp_emb_sum[u] += emb[i]
+            row_emb += emb[i]  # the slate's sum in slate order, then one add to the run total
+        imp_emb_sum[u] += row_emb
         match = dot16_np(true_interest[u], emb[items]).astype(np.float64)
         util = (
             beh[L.MATCH_W] * match
