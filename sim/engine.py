@@ -55,7 +55,7 @@ MAX_SUBSTEPS = 1024  # draw-counter room per tick: step = tick * MAX_SUBSTEPS + 
 # Batches smaller than this run the kernels on one thread: waking the other threads
 # costs more than it saves, and far more when the machine is busy. Results do not
 # depend on the thread count, so this changes speed only.
-PARALLEL_MIN_ROWS = 16_384
+PARALLEL_MIN_ROWS = 4_096
 
 
 @contextlib.contextmanager
