@@ -30,7 +30,7 @@ from sim.scenario import Scenario
 
 __all__ = ["AuditResult", "Finding", "run_audit", "verdict", "article_verdicts"]
 
-MIN_SCOPE = 2  # users needed in a cohort for a finding to be defined
+MIN_SCOPE = 30  # users needed in a cohort for a finding to be defined (an interval from fewer is not credible)
 
 
 @dataclass(frozen=True)
@@ -160,11 +160,13 @@ def run_audit(
     for r in range(reps):
         rng = spawn_generators(scenario.seed, ("audit",), r)["audit"]
         per_rep.append(build_estimators(recs[r], cfs[r], cat, rng))
-    boot_rng = spawn_generators(scenario.seed, ("bootstrap",))["bootstrap"]
-
     findings = []
     for spec in cat.metrics:
         for cohort in spec.cohorts:
+            # one bootstrap stream per (metric, cohort): an estimate listed under two articles gets the
+            # same interval, and adding a catalogue line changes no other interval
+            name = f"bootstrap:{spec.metric}:{cohort}"
+            boot_rng = spawn_generators(scenario.seed, (name,))[name]
             findings.append(_finding(spec, cohort, per_rep, reps, conf, boot_rng, scenario, cf_kind))
     return AuditResult(
         scenario=scenario,

@@ -63,6 +63,13 @@ def _load(args):
     from sim.registry import make_recommender
 
     make_recommender(sc.recommender)  # fail fast on a bad plugin, before any simulation
+    if getattr(args, "command", None) == "audit":
+        from sim.platform import PluginError
+
+        try:
+            make_recommender(sc.with_overrides(recommender_kind=sc.audit.counterfactual).recommender)
+        except PluginError as exc:
+            raise _BadInput(f"{args.scenario}: audit.counterfactual: {exc}") from None
     out = Path(args.out) if args.out else Path("out") / sc.name
     return sc, out
 
@@ -144,12 +151,13 @@ def _cmd_list(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``recaudit`` console script; returns the exit code."""
+    from sim.output import OutputError
     from sim.scenario import ScenarioError
 
     args = _parser().parse_args(argv)
     try:
         return {"run": _cmd_run, "audit": _cmd_audit, "list": _cmd_list}[args.command](args)
-    except (ScenarioError, _BadInput) as exc:
+    except (ScenarioError, _BadInput, OutputError) as exc:
         print(f"recaudit: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -37,7 +37,7 @@ from sim.platform import InteractionLog, PlatformView, PluginError
 from sim.record import RunRecord
 from sim.registry import make_recommender
 from sim.rng import Purpose, hash4, root_key, spawn_generators
-from sim.scenario import Scenario
+from sim.scenario import Scenario, ScenarioError
 from sim.state import (
     ACTIVITY_PROFILES,
     N_MINHASH,
@@ -100,7 +100,9 @@ class FeedWorld:
     replication : int
         Replication index (selects the spawned seed).
     recommender : object, optional
-        A recommender instance; by default built from ``scenario.recommender``.
+        A recommender instance used as the base recommender, wrapped with the
+        wrappers ``scenario.recommender`` asks for (diversity, non-personalised
+        option, minors' mode); by default built from ``scenario.recommender``.
     """
 
     def __init__(self, scenario: Scenario, replication: int = 0, recommender=None):
@@ -129,7 +131,7 @@ class FeedWorld:
         self.alerted_mask = np.zeros(n, dtype=np.bool_)
         self.beh = L.pack_behaviour(sc)
         self.habit_decay = L.habit_decay_per_tick(sc)
-        self.recommender = recommender if recommender is not None else make_recommender(sc.recommender)
+        self.recommender = make_recommender(sc.recommender, base=recommender)
         self.recommender_label = sc.recommender.kind if recommender is None else type(recommender).__name__
         n_days = sc.clock.days
         self.user_days = np.zeros((n_days, n, L.N_DAY), dtype=np.float32)
@@ -149,7 +151,7 @@ class FeedWorld:
             item_impressions_hat=self.platform.item_impressions_hat, user_hat=self.platform.user_hat,
             user_age=self.users.age, user_cohort=self.users.cohort,
             user_opt_out_mask=self.users.opt_out_mask, user_minutes_today=self.day_stats[:, L.MINUTES],
-            user_streak_minutes=self.users.streak_minutes, replaced_item_idx=self._replaced,
+            user_streak_minutes=self.users.streak_minutes, user_time_left=self.users.time_left, replaced_item_idx=self._replaced,
         )  # fmt: skip
 
     # -- protocol checks -------------------------------------------------------------------
@@ -198,6 +200,11 @@ class FeedWorld:
                 f"recommender '{self.recommender_label}': access() returned shapes "
                 f"{allowance.shape}, {prompt_after.shape}; expected ({n_act},) each"
             )
+        if np.isnan(allowance).any() or np.isnan(prompt_after).any():
+            raise PluginError(
+                f"recommender '{self.recommender_label}': access() returned NaN; fix: return minutes "
+                "(inf for no limit, 0 to refuse service)"
+            )
         return allowance, prompt_after
 
     # -- the step -----------------------------------------------------------------------------
@@ -237,16 +244,21 @@ class FeedWorld:
         sub = 0
         while active.size:
             if sub >= MAX_SUBSTEPS:
-                raise RuntimeError("more than MAX_SUBSTEPS views in one tick; item lengths too short?")
+                raise ScenarioError(
+                    f"more than {MAX_SUBSTEPS} views by one user in one tick; fix: raise "
+                    "catalogue.mean_item_minutes or shorten clock.tick_minutes"
+                )
             step = tick * MAX_SUBSTEPS + sub
             self.view._set(step=step)
-            self._active = active
+            active_ro = active.view()
+            active_ro.flags.writeable = False  # plugins get a read-only view; the kernels own `active`
+            self._active = active_ro
             n_act = active.size
             with _threads_for(n_act):
                 allowance, prompt_after = self._checked_access(n_act)
                 cand = np.empty((n_act, n_cand), dtype=np.int32)
                 feed.draw_candidates(self.key, step, active, it.n_items, self.strides, BLOCK_SIZE, cand)
-                scores = self._checked_scores(self.recommender.score(active, cand, self.view), cand.shape)
+                scores = self._checked_scores(self.recommender.score(active_ro, cand, self.view), cand.shape)
                 out_item = np.empty(n_act, dtype=np.int32)
                 out_min = np.empty(n_act, dtype=np.float32)
                 out_slate = np.empty((n_act, k), dtype=np.int32)

@@ -25,9 +25,20 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["manifest", "staged_output", "write_json", "write_parquet"]
+__all__ = ["OUTPUT_NAMES", "OutputError", "manifest", "staged_output", "write_json", "write_parquet"]
 
 _PACKAGES = ("recaudit", "numpy", "numba", "pandas", "pyarrow", "scipy", "mesa", "matplotlib", "pydantic")
+
+
+# Every file a recaudit command may write; on success the ones this command did not write are
+# removed, so a directory never mixes the results of two runs.
+OUTPUT_NAMES = (
+    "metrics.parquet", "users.parquet", "hourly.parquet", "manifest.json", "findings.json", "report.html",
+)  # fmt: skip
+
+
+class OutputError(OSError):
+    """The output directory cannot be created or written."""
 
 
 @contextlib.contextmanager
@@ -35,13 +46,21 @@ def staged_output(out_dir: str | Path):
     """Yield a staging directory; on success move its files into ``out_dir``.
 
     On any exception (including KeyboardInterrupt) the staging directory is
-    removed and ``out_dir`` is left untouched.
+    removed and ``out_dir`` is left untouched. On success, recaudit outputs of an
+    earlier run that this run did not write are removed (see ``OUTPUT_NAMES``).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".recaudit-staging-", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".recaudit-staging-", dir=out))
+    except OSError as exc:
+        raise OutputError(f"cannot write to output directory '{out}': {exc.strerror or exc}") from None
     try:
         yield stage
+        written = {f.name for f in stage.iterdir()}
+        for name in OUTPUT_NAMES:
+            if name not in written and (out / name).is_file():
+                (out / name).unlink()
         for f in sorted(stage.iterdir()):
             os.replace(f, out / f.name)
     finally:

@@ -71,6 +71,9 @@ class PlatformView:
         Personalisation switched off (Art. 17).
     user_minutes_today, user_streak_minutes : float32 (n_users,)
         Today's minutes and the current session's minutes (platform logs).
+    user_time_left : float32 (n_users,)
+        Minutes of the current tick the user has not used yet (the session clock):
+        the user's current time is ``tick start + tick_minutes - user_time_left``.
     replaced_item_idx : int32 (n_new,)
         Item slots that received new items since the previous ``fit``.
     """

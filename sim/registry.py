@@ -105,7 +105,7 @@ def _construct(cls, params: dict, label: str):
     return obj
 
 
-def make_recommender(settings: RecommenderSettings | str | type | object):
+def make_recommender(settings: RecommenderSettings | str | type | object, base=None):
     """Build a recommender with the wrappers its settings ask for.
 
     Parameters
@@ -113,6 +113,9 @@ def make_recommender(settings: RecommenderSettings | str | type | object):
     settings : RecommenderSettings, str, class or instance
         A string or class is built with no parameters and no wrappers; an
         instance is returned as it is.
+    base : object, optional
+        With ``RecommenderSettings``: use this instance as the base recommender
+        instead of ``settings.kind``, and wrap it as the settings ask.
     """
     if inspect.isclass(settings):
         return _construct(settings, {}, settings.__name__)
@@ -120,8 +123,11 @@ def make_recommender(settings: RecommenderSettings | str | type | object):
         settings = RecommenderSettings(kind=settings)
     if not isinstance(settings, RecommenderSettings):
         return settings
-    cls = resolve_recommender_class(settings.kind)
-    rec = _construct(cls, dict(settings.params), settings.kind)
+    if base is not None:
+        rec = base
+    else:
+        cls = resolve_recommender_class(settings.kind)
+        rec = _construct(cls, dict(settings.params), settings.kind)
     if settings.diversity is not None:
         rec = DiversityReranker(inner=rec, **settings.diversity.model_dump())
     if settings.non_personalised is not None:

@@ -292,6 +292,11 @@ class MinorsMode(_Wrapper):
             left = self.cap_minutes(view.user_age[user_idx]) - view.user_minutes_today[user_idx]
             if self.in_curfew(view.hour):
                 left[:] = 0.0
+            else:  # no view may run into the curfew: serve at most the minutes left until it starts
+                tick_start = (view.tick * view.tick_minutes) % 1440
+                now = tick_start + view.tick_minutes - np.maximum(view.user_time_left[user_idx], 0.0)
+                to_curfew = (self.curfew_start_hour * 60 - now) % 1440
+                left = np.minimum(left, to_curfew)
             allowance = np.where(minor, np.minimum(allowance, left), allowance).astype(np.float32)
             prompt_after = np.where(
                 minor, np.minimum(prompt_after, self.rest_prompt_after_minutes), prompt_after

@@ -233,6 +233,12 @@ def view_step(
                 day_stats[u, L.BLOCKED] += 1.0
                 _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                 continue
+            # A session past 30 minutes since the last prompt whose platform would not prompt by then
+            # is an unprompted streak, even if a (late) prompt follows now.
+            alert = beh[L.STREAK_ALERT]
+            if since_prompt[u] >= alert and not alerted_mask[u] and prompt_after[r] > alert:
+                day_stats[u, L.UNPROMPTED_STREAKS] += 1.0
+                alerted_mask[u] = True
             if since_prompt[u] >= prompt_after[r]:
                 day_stats[u, L.PROMPTS] += 1.0
                 since_prompt[u] = 0.0
@@ -240,9 +246,6 @@ def view_step(
                 if uniform(key, step, u, _P_PROMPT) < beh[L.PROMPT_COMPLY]:
                     _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                     continue
-            elif since_prompt[u] >= beh[L.STREAK_ALERT] and not alerted_mask[u]:
-                day_stats[u, L.UNPROMPTED_STREAKS] += 1.0
-                alerted_mask[u] = True
 
             # 1. slate: top-k of the scores (insertion into a sorted buffer)
             n_top = 0

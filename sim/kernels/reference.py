@@ -187,6 +187,10 @@ def view_step(
             day_stats[u, L.BLOCKED] += _F32(1.0)
             _end_session(u, *end)
             continue
+        alert = beh[L.STREAK_ALERT]
+        if float(since_prompt[u]) >= alert and not alerted_mask[u] and float(prompt_after[r]) > alert:
+            day_stats[u, L.UNPROMPTED_STREAKS] += _F32(1.0)
+            alerted_mask[u] = True
         if since_prompt[u] >= prompt_after[r]:
             day_stats[u, L.PROMPTS] += _F32(1.0)
             since_prompt[u] = 0.0
@@ -194,9 +198,6 @@ def view_step(
             if _u(key, step, u, Purpose.REST_PROMPT) < beh[L.PROMPT_COMPLY]:
                 _end_session(u, *end)
                 continue
-        elif float(since_prompt[u]) >= beh[L.STREAK_ALERT] and not alerted_mask[u]:
-            day_stats[u, L.UNPROMPTED_STREAKS] += _F32(1.0)
-            alerted_mask[u] = True
 
         # 1. slate
         top = _slate(scores[r], slate_size)
