@@ -128,7 +128,9 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
     parts.append(
         "<p>Each metric is computed from the simulated users' logs. With one replication the interval is a "
         f"{sc.audit.confidence:.0%} paired bootstrap over users ({sc.audit.bootstrap_samples} resamples); with "
-        "several it is a t-interval over replication estimates. Verdict rules: <b>max</b>/<b>min</b> pass when "
+        "several it is a t-interval over replication estimates. Each replication draws a new population and "
+        "catalogue, so only intervals from several replications cover world-to-world variation; with one "
+        "replication they are narrower than the model's uncertainty (the shipped scenarios use three). Verdict rules: <b>max</b>/<b>min</b> pass when "
         "the whole interval is on the right side of the line and fail when it is wholly on the wrong side; "
         "<b>zero</b> duties fail on any observed occurrence; <b>equivalence</b> passes when the interval lies "
         "within the margin. Otherwise the verdict is <i>undefined</i>.</p>"

@@ -16,13 +16,13 @@ SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 @pytest.fixture(scope="module")
 def baseline_audit():
     sc = load_scenario(SCENARIOS / "baseline.toml").with_overrides(n_users=1500, days=2)
-    return run_audit(sc)
+    return run_audit(sc, replications=1)
 
 
 @pytest.fixture(scope="module")
 def minors_mode_audit():
     sc = load_scenario(SCENARIOS / "minors_mode.toml").with_overrides(n_users=1500, days=2)
-    return run_audit(sc)
+    return run_audit(sc, replications=1)
 
 
 def test_baseline_fails_art18(baseline_audit):
@@ -52,7 +52,7 @@ def test_opt_out_art17(baseline_audit, minors_mode_audit):
 
 def test_do_nothing_counterfactual_is_exactly_zero():
     sc = load_scenario(SCENARIOS / "chronological.toml").with_overrides(n_users=800, days=1)
-    res = run_audit(sc)
+    res = run_audit(sc, replications=1)
     for f in res.findings:
         if (
             f.metric
@@ -74,7 +74,7 @@ def test_absent_cohort_is_undefined():
     data["population"]["shares"] = {"adult": 1.0, "minor": 0.0, "elderly": 0.0}
     from sim.scenario import scenario_from_dict
 
-    res = run_audit(scenario_from_dict(data))
+    res = run_audit(scenario_from_dict(data), replications=1)
     for f in res.findings:
         if f.cohort.startswith("minor"):
             assert f.verdict == "undefined" and "absent" in f.note
@@ -105,7 +105,7 @@ def test_cli_audit_end_to_end(tmp_path):
     out = tmp_path / "audit"
     proc = subprocess.run(
         [sys.executable, "-m", "sim.cli", "audit", str(SCENARIOS / "baseline.toml"), "--out", str(out),
-         "--users", "600", "--days", "2", "--seed", "5"],
+         "--users", "600", "--days", "2", "--seed", "5", "--replications", "2"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -124,6 +124,7 @@ def test_cli_audit_end_to_end(tmp_path):
     assert all(isinstance(f["article"], int) and f["verdict"] in ("pass", "fail", "undefined") for f in findings)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 5 and manifest["scenario"]["population"]["n_users"] == 600
+    assert manifest["replications"] == 2 and all(f["replications"] == 2 for f in findings)
     assert manifest["versions"]["numba"] and manifest["git_commit"]
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64") >= 4 and "Verdicts by article" in html
@@ -162,3 +163,11 @@ def test_cli_run_and_failed_run_leaves_nothing(tmp_path):
     assert bad.returncode == 2, bad.stderr
     assert "badplugin:LateNaN" in bad.stderr and "NaN" in bad.stderr and "Traceback" not in bad.stderr
     assert list(fresh.iterdir()) == []
+
+
+def test_worker_processes_give_identical_results():
+    sc = load_scenario(SCENARIOS / "minors_mode.toml").with_overrides(n_users=300, days=1)
+    one = run_audit(sc, replications=1, workers=1)
+    two = run_audit(sc, replications=1, workers=2)
+    assert [f.to_dict() for f in one.findings] == [f.to_dict() for f in two.findings]
+    assert np.array_equal(one.records[0].user_days, two.records[0].user_days)

@@ -114,6 +114,7 @@ class EngagementMax(BaseRecommender):
     minutes_: np.ndarray | None = field(default=None, init=False, repr=False)
     impressions_: np.ndarray | None = field(default=None, init=False, repr=False)
     last_tick_: int = field(default=-1, init=False, repr=False)
+    log_value_: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def _ensure(self, n_items: int):
         if self.views_ is None or self.views_.shape[0] != n_items:
@@ -137,6 +138,7 @@ class EngagementMax(BaseRecommender):
         self.views_ += np.bincount(log.item_idx, minlength=view.n_items)
         self.minutes_ += np.bincount(log.item_idx, weights=log.minutes, minlength=view.n_items)
         self.impressions_ += log.item_impressions
+        self.log_value_ = self._estimates(view.n_items)
         return self
 
     def _estimates(self, n_items: int):
@@ -151,7 +153,7 @@ class EngagementMax(BaseRecommender):
 
     def score(self, user_idx, cand_idx, view: PlatformView):
         """Score = log(CTR-hat x minutes-per-view-hat) + sharpness x profile match."""
-        log_value = self._estimates(view.n_items)
+        log_value = self.log_value_ if self.log_value_ is not None else self._estimates(view.n_items)
         out = _out(cand_idx)
         scoring.engagement_scores(
             view.key, view.step, view.user_hat, user_idx, view.item_embedding, cand_idx,
