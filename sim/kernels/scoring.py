@@ -60,6 +60,19 @@ def _dots(user_vec, u, et, acc):
             acc[j] += ud * et[d, j]
 
 
+@nb.njit(inline="always", cache=True)
+def _block_dots(user_vec, u, item_emb, cand_idx, r, et, acc, cached):
+    """Score row ``r`` into ``acc``, reloading ``et`` only if its candidates differ from row ``cached``.
+
+    Returns the row whose candidates ``et`` now holds.
+    """
+    if cached < 0 or not _same_candidates(cand_idx, r, cached):
+        _load_block(item_emb, cand_idx, r, et)
+        cached = r
+    _dots(user_vec, u, et, acc)
+    return cached
+
+
 @nb.njit(parallel=True, cache=True)
 def dot_scores(user_vec, user_idx, item_emb, cand_idx, out):
     """``out[r, j] = user_vec[user_idx[r]] . item_emb[cand_idx[r, j]]``.
@@ -76,10 +89,7 @@ def dot_scores(user_vec, user_idx, item_emb, cand_idx, out):
         acc = np.empty(c, dtype=np.float32)
         cached = -1
         for r in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
-            if cached < 0 or not _same_candidates(cand_idx, r, cached):
-                _load_block(item_emb, cand_idx, r, et)
-                cached = r
-            _dots(user_vec, user_idx[r], et, acc)
+            cached = _block_dots(user_vec, user_idx[r], item_emb, cand_idx, r, et, acc, cached)
             for j in range(c):
                 out[r, j] = acc[j]
 
@@ -127,10 +137,7 @@ def engagement_scores(
                 for j in range(c):
                     out[r, j] = np.float32(uniform(key, step, u * c + j, _P_RANDOM))
                 continue
-            if cached < 0 or not _same_candidates(cand_idx, r, cached):
-                _load_block(item_emb, cand_idx, r, et)
-                cached = r
-            _dots(user_hat, u, et, acc)
+            cached = _block_dots(user_hat, u, item_emb, cand_idx, r, et, acc, cached)
             for j in range(c):
                 out[r, j] = np.float32(log_value_hat[cand_idx[r, j]] + sharpness * acc[j])
 
