@@ -10,6 +10,7 @@ One tick (``FeedWorld.step``):
    c. scoring: ``recommender.score`` (checked against the protocol);
    d. viewing (kernel ``view_step``): slate, choice, watching, updates, go on?;
    e. logging: platform counters, hourly minutes.
+   (then, with a market: the market phase, :class:`sim.market.world.Market`)
 3. Learning: ``recommender.fit(view, log of the tick)``.
 4. At midnight: per-user day statistics are stored, counters reset, the
    platform's counts decay and the oldest items are replaced.
@@ -33,6 +34,7 @@ import numpy as np
 
 from sim.kernels import feed
 from sim.kernels import layout as L
+from sim.market.world import Market
 from sim.platform import InteractionLog, PlatformView, PluginError
 from sim.record import RunRecord
 from sim.registry import make_recommender
@@ -103,9 +105,11 @@ class FeedWorld:
         A recommender instance used as the base recommender, wrapped with the
         wrappers ``scenario.recommender`` asks for (diversity, non-personalised
         option, minors' mode); by default built from ``scenario.recommender``.
+    pricer : object, optional
+        A pricer instance to use instead of ``scenario.pricer`` (scenarios with a market).
     """
 
-    def __init__(self, scenario: Scenario, replication: int = 0, recommender=None):
+    def __init__(self, scenario: Scenario, replication: int = 0, recommender=None, pricer=None):
         sc = self.scenario = scenario
         self.replication = replication
         self.key = root_key(sc.seed, replication)
@@ -153,6 +157,11 @@ class FeedWorld:
             user_opt_out_mask=self.users.opt_out_mask, user_minutes_today=self.day_stats[:, L.MINUTES],
             user_streak_minutes=self.users.streak_minutes, user_time_left=self.users.time_left, replaced_item_idx=self._replaced,
         )  # fmt: skip
+        self.market = (
+            Market(sc, replication, self.key, self.users, self.centroids, self.platform.user_hat, pricer=pricer)
+            if sc.market is not None
+            else None
+        )
 
     # -- protocol checks -------------------------------------------------------------------
     def _checked_scores(self, scores, shape):
@@ -237,6 +246,7 @@ class FeedWorld:
             )  # fmt: skip
 
         # 2. sub-steps
+        minutes_before = self.day_stats[:, L.MINUTES].copy() if self.market is not None else None
         n_cand, k = sc.recommender.n_candidates, sc.recommender.slate_size
         active = np.flatnonzero(u.in_session_mask & (u.time_left > 0))
         logs_user, logs_item, logs_min, logs_step = [], [], [], []
@@ -287,6 +297,12 @@ class FeedWorld:
             sub += 1
         self.substeps += sub
 
+        # 2b. the market (after the feed: sponsored offers follow the tick's scrolling)
+        if self.market is not None:
+            feed_minutes = self.day_stats[:, L.MINUTES] - minutes_before
+            with _threads_for(u.n_users):
+                self.market.step(tick, tpd, hour, feed_minutes, ACTIVITY_PROFILES)
+
         # 3. learning
         cat = np.concatenate
         log = InteractionLog(
@@ -325,6 +341,8 @@ class FeedWorld:
         pf.item_minutes_hat[new] = 0.0
         pf.item_impressions_hat[new] = 0.0
         self._replaced = new
+        if self.market is not None:
+            self.market.end_of_day(day)
 
     def run(self, progress: bool = False, label: str = "") -> RunRecord:
         """Run to the end of the scenario and return its record."""
@@ -343,6 +361,9 @@ class FeedWorld:
         return RunRecord.from_world(self, wall_seconds=time.perf_counter() - started)
 
 
-def simulate(scenario: Scenario, replication: int = 0, recommender=None, progress: bool = False) -> RunRecord:
+def simulate(
+    scenario: Scenario, replication: int = 0, recommender=None, progress: bool = False, pricer=None
+) -> RunRecord:
     """Run ``scenario`` (replication ``replication``) and return its :class:`RunRecord`."""
-    return FeedWorld(scenario, replication=replication, recommender=recommender).run(progress=progress)
+    world = FeedWorld(scenario, replication=replication, recommender=recommender, pricer=pricer)
+    return world.run(progress=progress)

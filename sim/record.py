@@ -8,6 +8,8 @@ Public objects
 --------------
 RunRecord
     Immutable result of one run.
+MarketRecord
+    The market part of a run (quotes, money, shoppers' traits), when the scenario has one.
 COMPULSIVE_RATIO_DEFAULT
     Default definition of a compulsive day (see ``audits/thresholds.toml``).
 """
@@ -22,12 +24,84 @@ import pandas as pd
 from sim.kernels import layout as L
 from sim.scenario import COHORTS, Scenario
 
-__all__ = ["COMPULSIVE_RATIO_DEFAULT", "RunRecord"]
+__all__ = ["COMPULSIVE_RATIO_DEFAULT", "MarketRecord", "RunRecord"]
 
 # A compulsive day: use above 1.5x the user's own intended use. Proposed line
 # (no published threshold; regulation-map §1, Art 8 (b)); the audit reads its
 # value from audits/thresholds.toml.
 COMPULSIVE_RATIO_DEFAULT = 1.5
+
+
+@dataclass(frozen=True)
+class MarketRecord:
+    """The market part of a run.
+
+    Attributes (n = n_users, M = months touched by the run)
+    -------------------------------------------------------
+    pricer, reference_pricer : str
+        Labels of the audited pricer and the reference (shadow) pricer.
+    pricer_params : dict
+    quotes : dict of str -> array (q,)
+        The quote log, columns :data:`sim.market.world.QUOTE_COLUMNS` (every quote
+        with the inputs that produced it and what came of it; ``value``,
+        ``value_mean``, ``surplus`` and ``fraud`` are ground truth, for the auditor).
+    income_month, budget_month, fraud_susceptibility : float32 (n,)
+        Ground truth per user.
+    device : int8 (n,)
+    promo_opt_in_mask : bool (n,)
+    payment_cap, monthly_cap : float32 (n,)
+        Payment limits in force (inf: none).
+    month_spend, month_platform_spend : float32 (M, n)
+        Spend per 30-day month, everywhere and on the platform (yuan).
+    money : dict
+        Run totals (yuan): user_paid_platform, platform_revenue, seller_revenue,
+        seller_cost, outside_spend.
+    """
+
+    pricer: str
+    reference_pricer: str
+    pricer_params: dict
+    quotes: dict
+    income_month: np.ndarray
+    budget_month: np.ndarray
+    fraud_susceptibility: np.ndarray
+    device: np.ndarray
+    promo_opt_in_mask: np.ndarray
+    payment_cap: np.ndarray
+    monthly_cap: np.ndarray
+    month_spend: np.ndarray
+    month_platform_spend: np.ndarray
+    money: dict
+
+    @classmethod
+    def from_market(cls, market) -> MarketRecord:
+        """Snapshot a :class:`sim.market.world.Market`."""
+        s = market.shoppers
+        pr = market.pricer
+        return cls(
+            pricer=market.pricer_label,
+            reference_pricer=market.reference_label,
+            pricer_params=pr.get_params() if hasattr(pr, "get_params") else {},
+            quotes=market.quote_log(),
+            income_month=s.true_income_month.copy(),
+            budget_month=s.true_budget_month.copy(),
+            fraud_susceptibility=s.true_fraud_susceptibility.copy(),
+            device=s.device.copy(),
+            promo_opt_in_mask=s.promo_opt_in_mask.copy(),
+            payment_cap=s.payment_cap.copy(),
+            monthly_cap=s.monthly_cap.copy(),
+            month_spend=market.month_spend.copy(),
+            month_platform_spend=market.month_platform_spend.copy(),
+            money=dict(market.money),
+        )
+
+    def quotes_frame(self) -> pd.DataFrame:
+        """Return the quote log as a table (the ``quotes.parquet`` table)."""
+        df = pd.DataFrame(self.quotes)
+        if len(df):
+            df["cohort"] = pd.Categorical.from_codes(df["cohort"].astype(np.int64), COHORTS)
+            df["outcome"] = pd.Categorical.from_codes(df["outcome"].astype(np.int64), ["none", "platform", "outside"])
+        return df
 
 
 @dataclass(frozen=True)
@@ -62,6 +136,8 @@ class RunRecord:
     wall_seconds : float
     agent_steps : int
         Number of (user, slate) views computed.
+    market : MarketRecord or None
+        The market part, when the scenario has a ``market`` table.
     """
 
     scenario: Scenario
@@ -81,6 +157,7 @@ class RunRecord:
     minhash: np.ndarray
     wall_seconds: float = 0.0
     agent_steps: int = 0
+    market: MarketRecord | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -107,6 +184,7 @@ class RunRecord:
             minhash=world.minhash.copy(),
             wall_seconds=wall_seconds,
             agent_steps=world.agent_steps,
+            market=MarketRecord.from_market(world.market) if world.market is not None else None,
         )
 
     @property

@@ -10,6 +10,8 @@ available_recommenders
     Built-in and installed names.
 ENTRY_POINT_GROUP
     ``recaudit.recommenders``.
+resolve_pricer_class, make_pricer, available_pricers, PRICER_ENTRY_POINT_GROUP
+    The same for pricers (group ``recaudit.pricers``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import inspect
 import warnings
 from importlib.metadata import entry_points
 
+from sim.builtin.pricers import BASE_PRICERS
 from sim.builtin.recommenders import (
     BASE_RECOMMENDERS,
     DiversityReranker,
@@ -26,16 +29,21 @@ from sim.builtin.recommenders import (
     NonPersonalised,
 )
 from sim.platform import PluginError
-from sim.scenario import RecommenderSettings
+from sim.scenario import PricerSettings, RecommenderSettings
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "PRICER_ENTRY_POINT_GROUP",
+    "available_pricers",
+    "make_pricer",
+    "resolve_pricer_class",
     "available_recommenders",
     "make_recommender",
     "resolve_recommender_class",
 ]
 
 ENTRY_POINT_GROUP = "recaudit.recommenders"
+PRICER_ENTRY_POINT_GROUP = "recaudit.pricers"
 
 
 def _entry_points() -> dict:
@@ -47,6 +55,39 @@ def available_recommenders() -> list[str]:
     return list(BASE_RECOMMENDERS) + sorted(set(_entry_points()) - set(BASE_RECOMMENDERS))
 
 
+def _resolve(kind, builtins: dict, installed, role: str, available):
+    """Return the class for a name, ``module:Class`` path, entry-point name or class."""
+    if inspect.isclass(kind):
+        return kind
+    if not isinstance(kind, str):
+        raise PluginError(f"{role}.kind must be a name or 'module:Class', not {type(kind).__name__}")
+    if kind in builtins:
+        return builtins[kind]
+    if ":" in kind:
+        mod_name, _, cls_name = kind.partition(":")
+        try:
+            mod = importlib.import_module(mod_name)
+        except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
+            raise PluginError(
+                f"{role}.kind = '{kind}': cannot import module '{mod_name}' ({exc}); "
+                "fix: make the module importable (installed, or on PYTHONPATH)"
+            ) from None
+        cls = getattr(mod, cls_name, None)
+        if cls is None or not inspect.isclass(cls):
+            raise PluginError(f"{role}.kind = '{kind}': module '{mod_name}' has no class '{cls_name}'")
+        return cls
+    eps = installed()
+    if kind in eps:
+        try:
+            return eps[kind].load()
+        except Exception as exc:  # noqa: BLE001
+            warnings.warn(f"{role} plugin '{kind}' failed to load: {exc}", stacklevel=3)
+            raise PluginError(f"{role} '{kind}' (entry point) failed to load: {exc}") from None
+    raise PluginError(
+        f"{role}.kind = '{kind}' is unknown; choose one of {', '.join(available())}, or give 'module:Class'"
+    )
+
+
 def resolve_recommender_class(kind):
     """Return the recommender class for a name, ``module:Class`` path or class.
 
@@ -55,53 +96,64 @@ def resolve_recommender_class(kind):
     PluginError
         If the name is unknown or the import fails; the message lists the choices.
     """
-    if inspect.isclass(kind):
-        return kind
-    if not isinstance(kind, str):
-        raise PluginError(f"recommender.kind must be a name or 'module:Class', not {type(kind).__name__}")
-    if kind in BASE_RECOMMENDERS:
-        return BASE_RECOMMENDERS[kind]
-    if ":" in kind:
-        mod_name, _, cls_name = kind.partition(":")
-        try:
-            mod = importlib.import_module(mod_name)
-        except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
-            raise PluginError(
-                f"recommender.kind = '{kind}': cannot import module '{mod_name}' ({exc}); "
-                "fix: make the module importable (installed, or on PYTHONPATH)"
-            ) from None
-        cls = getattr(mod, cls_name, None)
-        if cls is None or not inspect.isclass(cls):
-            raise PluginError(f"recommender.kind = '{kind}': module '{mod_name}' has no class '{cls_name}'")
-        return cls
-    eps = _entry_points()
-    if kind in eps:
-        try:
-            return eps[kind].load()
-        except Exception as exc:  # noqa: BLE001
-            warnings.warn(f"recommender plugin '{kind}' failed to load: {exc}", stacklevel=2)
-            raise PluginError(f"recommender '{kind}' (entry point) failed to load: {exc}") from None
-    raise PluginError(
-        f"recommender.kind = '{kind}' is unknown; choose one of {', '.join(available_recommenders())}, "
-        "or give 'module:Class'"
-    )
+    return _resolve(kind, BASE_RECOMMENDERS, _entry_points, "recommender", available_recommenders)
 
 
-def _construct(cls, params: dict, label: str):
+def available_pricers() -> list[str]:
+    """Names usable as ``pricer.kind``: built-ins, then installed plugins."""
+    return list(BASE_PRICERS) + sorted(set(_pricer_entry_points()) - set(BASE_PRICERS))
+
+
+def _pricer_entry_points() -> dict:
+    return {ep.name: ep for ep in entry_points(group=PRICER_ENTRY_POINT_GROUP)}
+
+
+def resolve_pricer_class(kind):
+    """Return the pricer class for a name, ``module:Class`` path, entry point or class."""
+    return _resolve(kind, BASE_PRICERS, _pricer_entry_points, "pricer", available_pricers)
+
+
+def make_pricer(settings: PricerSettings | str | type | object):
+    """Build a pricer from its settings, a name, a class, or return an instance as it is.
+
+    Raises
+    ------
+    PluginError
+        Unknown name, bad parameters, or an object without ``fit``/``quote``.
+    """
+    if isinstance(settings, str):
+        settings = PricerSettings(kind=settings)
+    if inspect.isclass(settings):
+        cls, params, label = settings, {}, settings.__name__
+    elif isinstance(settings, PricerSettings):
+        cls, params, label = resolve_pricer_class(settings.kind), dict(settings.params), settings.kind
+    else:
+        obj, label = settings, type(settings).__name__
+        _check_methods(obj, label, "pricer", ("fit", "quote"), _PRICER_PROTOCOL)
+        return obj
+    return _construct(cls, params, label, role="pricer", methods=("fit", "quote"), protocol=_PRICER_PROTOCOL)
+
+
+_PRICER_PROTOCOL = "fit(view, log) -> self and quote(user_idx, product_idx, view) -> prices (n_batch,)"
+_RECOMMENDER_PROTOCOL = "fit(view, log) -> self and score(user_idx, cand_idx, view) -> float32 (n_batch, n_cand)"
+
+
+def _check_methods(obj, label, role, methods, protocol):
+    for meth in methods:
+        if not callable(getattr(obj, meth, None)):
+            raise PluginError(f"{role} '{label}' has no {meth}() method; fix: implement the protocol {protocol}")
+
+
+def _construct(cls, params: dict, label: str, role="recommender", methods=("fit", "score"), protocol=None):
     try:
         obj = cls(**params)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         sig = inspect.signature(cls)
         raise PluginError(
-            f"recommender '{label}': bad params {sorted(params)} ({exc}); it accepts: "
+            f"{role} '{label}': bad params {sorted(params)} ({exc}); it accepts: "
             f"{', '.join(p for p in sig.parameters) or 'no parameters'}"
         ) from None
-    for meth in ("fit", "score"):
-        if not callable(getattr(obj, meth, None)):
-            raise PluginError(
-                f"recommender '{label}' has no {meth}() method; fix: implement the protocol "
-                "fit(view, log) -> self and score(user_idx, cand_idx, view) -> float32 (n_batch, n_cand)"
-            )
+    _check_methods(obj, label, role, methods, protocol or _RECOMMENDER_PROTOCOL)
     return obj
 
 
@@ -134,5 +186,5 @@ def make_recommender(settings: RecommenderSettings | str | type | object, base=N
         fallback = BASE_RECOMMENDERS[settings.non_personalised.fallback]()
         rec = NonPersonalised(inner=rec, fallback=fallback)
     if settings.minors_mode is not None:
-        rec = MinorsMode(inner=rec, **settings.minors_mode.model_dump())
+        rec = MinorsMode(inner=rec, **settings.minors_mode.model_dump(exclude=set(settings.minors_mode.PAYMENT_FIELDS)))
     return rec

@@ -32,10 +32,22 @@ per key word so every word changes every output bit.
 
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 
-__all__ = ["Purpose", "hash4", "hash4_np", "root_key", "spawn_generators", "uniform", "uniform_np"]
+__all__ = [
+    "Purpose",
+    "hash4",
+    "hash4_np",
+    "normal",
+    "normal_np",
+    "root_key",
+    "spawn_generators",
+    "uniform",
+    "uniform_np",
+]
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -57,6 +69,14 @@ class Purpose:
     POPULATION = 9  # reserved: population generation uses a Generator instead
     STRIDE = 10  # retrieval stride choice
     RECOMMENDER_KEY = 11  # derives the recommenders' key from the run key
+    SHOP = 12  # does a user have a shopping occasion this tick
+    OFFER_CANDIDATES = 13  # which products the platform considers for an occasion
+    WTP = 14  # the occasion's taste shock (first uniform of a normal draw)
+    WTP_HAT = 15  # the platform's estimation error of willingness to pay (first uniform)
+    COMPARE = 16  # does the user compare prices elsewhere
+    BUY = 17  # the purchase decision
+    WTP_PAIR = 18  # second uniform of the WTP normal draw
+    WTP_HAT_PAIR = 19  # second uniform of the WTP_HAT normal draw
 
 
 def root_key(seed: int, replication: int = 0) -> int:
@@ -120,6 +140,25 @@ def hash4(key, tick, agent, purpose):
 def uniform(key, tick, agent, purpose):
     """Return a double in [0, 1) determined by (key, tick, agent, purpose)."""
     return float(hash4(key, tick, agent, purpose) >> np.uint64(11)) * _INV_2_53
+
+
+@nb.njit(inline="always", cache=True)
+def normal(key, tick, agent, purpose, purpose_pair):
+    """Return a standard normal draw (Box-Muller on two counter-based uniforms)."""
+    u1 = uniform(key, tick, agent, purpose)
+    u2 = uniform(key, tick, agent, purpose_pair)
+    return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
+
+
+def normal_np(key: int, tick, agent, purpose: int, purpose_pair: int) -> np.ndarray:
+    """Twin of :func:`normal`, element by element with :mod:`math` (bitwise equal to the kernel)."""
+    u1 = np.atleast_1d(uniform_np(key, tick, agent, purpose))
+    u2 = np.atleast_1d(uniform_np(key, tick, agent, purpose_pair))
+    u1, u2 = np.broadcast_arrays(u1, u2)
+    return np.array(
+        [math.sqrt(-2.0 * math.log(1.0 - a)) * math.cos(2.0 * math.pi * b) for a, b in zip(u1.ravel(), u2.ravel())],
+        dtype=np.float64,
+    ).reshape(u1.shape)
 
 
 def _mix_np(z: np.ndarray) -> np.ndarray:

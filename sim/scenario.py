@@ -10,7 +10,8 @@ Public objects
 --------------
 Scenario, ClockSettings, PopulationSettings, CatalogueSettings,
 BehaviourSettings, CohortBehaviour, RecommenderSettings, DiversitySettings,
-NonPersonalisedSettings, MinorsModeSettings, AuditSettings
+NonPersonalisedSettings, MinorsModeSettings, MarketSettings, MarketCohort,
+PricerSettings, AuditSettings
     The typed settings tree.
 load_scenario
     Read and validate a TOML file.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -38,6 +39,9 @@ __all__ = [
     "CatalogueSettings",
     "ClockSettings",
     "CohortBehaviour",
+    "MarketCohort",
+    "MarketSettings",
+    "PricerSettings",
     "DiversitySettings",
     "MinorsModeSettings",
     "NonPersonalisedSettings",
@@ -198,6 +202,21 @@ class MinorsModeSettings(_Settings):
     curfew_end_hour: Annotated[int, Field(ge=0, le=23)] = 6
     rest_prompt_after_minutes: Annotated[float, Field(gt=0.0)] = 30.0
     filter_harmful: bool = True
+    # Payment limits (yuan) for minors, enforced by the market's payment step while
+    # minors' mode is on. NPPA 2019 notice (still cited on spending; regulation-map.md §2):
+    # under 16 at most 50 a payment and 200 a month, 16-17 at most 100 and 400.
+    payment_cap_under_16: Annotated[float, Field(ge=0.0)] = 50.0
+    monthly_cap_under_16: Annotated[float, Field(ge=0.0)] = 200.0
+    payment_cap_under_18: Annotated[float, Field(ge=0.0)] = 100.0
+    monthly_cap_under_18: Annotated[float, Field(ge=0.0)] = 400.0
+
+    #: fields that configure the market's payment step, not the feed wrapper
+    PAYMENT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "payment_cap_under_16",
+        "monthly_cap_under_16",
+        "payment_cap_under_18",
+        "monthly_cap_under_18",
+    )
 
 
 class RecommenderSettings(_Settings):
@@ -225,10 +244,104 @@ class RecommenderSettings(_Settings):
         return self
 
 
+class MarketCohort(_Settings):
+    """Shopping traits of one cohort.
+
+    Attributes
+    ----------
+    income_month : float
+        Median monthly disposable income (yuan; pocket money for minors).
+        Incomes are log-normal around it with ``income_sigma``.
+    budget_share : float
+        Share of income the user means to spend on the platform in a month.
+    search_mean : float
+        Mean probability that a brand-new customer compares prices elsewhere
+        before buying (Beta-distributed); loyalty lowers it.
+    fraud_susceptibility_mean : float
+        Mean susceptibility to fraudulent offers in [0, 1] (Beta-distributed).
+    price_sensitivity : float
+        Median slope of the purchase logit per unit of price relative to the
+        list price (log-normal, sd 0.3 in logs).
+    """
+
+    income_month: PosFloat
+    budget_share: Prob
+    search_mean: Annotated[float, Field(gt=0.0, lt=1.0)]
+    fraud_susceptibility_mean: Annotated[float, Field(gt=0.0, lt=1.0)]
+    price_sensitivity: PosFloat = 6.0
+
+
+class MarketSettings(_Settings):
+    """The consumer market: products, offers in the feed and the store, purchases.
+
+    Shopping occasions come from store visits (``store_visits_per_day``,
+    spread over the day by the cohort's activity profile) and from sponsored
+    slots in the feed (``offers_per_feed_minute``): the more a user scrolls, the
+    more offers they see. Each occasion shows one product, chosen by the
+    platform's ``targeting`` among ``n_offer_candidates`` drawn at random, at
+    the price the pricer quotes. See ``sim/market/`` for the purchase model.
+    """
+
+    n_products: Annotated[int, Field(ge=2, le=10_000_000)] = 500
+    cost_median: PosFloat = 30.0
+    cost_sigma: Annotated[float, Field(ge=0.0, le=3.0)] = 0.7
+    list_markup: Annotated[float, Field(ge=0.0, le=10.0)] = 0.3
+    fraud_share: Prob = 0.03
+    in_app_share: Prob = 0.1
+    commission: Prob = 0.1
+    fraud_commission: Prob = 0.3
+    store_visits_per_day: Annotated[float, Field(ge=0.0, le=100.0)] = 0.3
+    offers_per_feed_minute: Annotated[float, Field(ge=0.0, le=10.0)] = 0.01
+    n_offer_candidates: Annotated[int, Field(ge=1, le=1000)] = 20
+    targeting: Literal["revenue", "relevance", "random"] = "relevance"
+    fraud_filter_recall: Prob = 0.0
+    value_ratio: PosFloat = 0.5
+    wtp_sigma: Annotated[float, Field(ge=0.0, le=3.0)] = 0.35
+    taste_weight: Annotated[float, Field(ge=0.0, le=5.0)] = 1.0
+    wtp_hat_error: Annotated[float, Field(ge=0.0, le=3.0)] = 0.3
+    income_sigma: Annotated[float, Field(ge=0.0, le=3.0)] = 0.5
+    income_elasticity: Annotated[float, Field(ge=0.0, le=2.0)] = 0.3
+    over_budget_weight: NonNegFloat = 2.0
+    fraud_appeal: NonNegFloat = 1.5
+    minor_in_app_appeal: NonNegFloat = 1.0
+    loyalty_scale: PosFloat = 4.0
+    loyalty_half_life_days: PosFloat = 30.0
+    prior_purchases_mean: NonNegFloat = 6.0
+    new_customer_share: Prob = 0.2
+    ios_share: Prob = 0.3
+    promo_opt_in_share: Prob = 0.4
+    outside_markup: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
+    adult: MarketCohort = MarketCohort(
+        income_month=6000.0, budget_share=0.12, search_mean=0.5, fraud_susceptibility_mean=0.05
+    )
+    minor: MarketCohort = MarketCohort(
+        income_month=400.0, budget_share=0.5, search_mean=0.3, fraud_susceptibility_mean=0.1
+    )
+    elderly: MarketCohort = MarketCohort(
+        income_month=3500.0, budget_share=0.1, search_mean=0.3, fraud_susceptibility_mean=0.35
+    )
+
+
+class PricerSettings(_Settings):
+    """Which pricer quotes prices.
+
+    ``kind`` is a built-in name (see ``recaudit list``), ``module:Class`` or an
+    entry point in ``recaudit.pricers``; ``params`` go to its constructor.
+    """
+
+    kind: str = "uniform"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class AuditSettings(_Settings):
-    """How ``recaudit audit`` compares: counterfactual recommender and replications."""
+    """How ``recaudit audit`` compares: counterfactual recommender and pricer, replications.
+
+    The counterfactual world runs ``counterfactual`` as the base recommender
+    and ``counterfactual_pricer`` as the pricer, with the same seed.
+    """
 
     counterfactual: str = "chronological"
+    counterfactual_pricer: str = "uniform"
     replications: Annotated[int, Field(ge=1, le=1000)] = 1
     bootstrap_samples: Annotated[int, Field(ge=50, le=100_000)] = 400
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
@@ -245,6 +358,8 @@ class Scenario(_Settings):
     catalogue: CatalogueSettings = CatalogueSettings()
     behaviour: BehaviourSettings = BehaviourSettings()
     recommender: RecommenderSettings = RecommenderSettings()
+    market: MarketSettings | None = None
+    pricer: PricerSettings = PricerSettings()
     audit: AuditSettings = AuditSettings()
 
     @model_validator(mode="after")
@@ -263,6 +378,7 @@ class Scenario(_Settings):
         days: int | None = None,
         seed: int | None = None,
         recommender_kind: str | None = None,
+        pricer_kind: str | None = None,
     ) -> Scenario:
         """Return a copy with the CLI's overrides applied (cohort shares are kept)."""
         data = self.model_dump()
@@ -275,6 +391,9 @@ class Scenario(_Settings):
         if recommender_kind is not None:
             data["recommender"]["kind"] = recommender_kind
             data["recommender"]["params"] = {}
+        if pricer_kind is not None:
+            data["pricer"]["kind"] = pricer_kind
+            data["pricer"]["params"] = {}
         return scenario_from_dict(data, source="<overrides>")
 
     @property

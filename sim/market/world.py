@@ -1,0 +1,243 @@
+"""The market phase of a tick: occasions, targeting, quotes, purchases, money.
+
+:class:`Market` lives inside :class:`sim.engine.FeedWorld` (same users, same
+clock, same key) and runs once per tick after the feed's sub-steps:
+
+1. occasions (kernel ``shop_occasions``): store visits, and sponsored offers in
+   proportion to the minutes the user scrolled this tick;
+2. targeting: the platform picks one product among ``n_offer_candidates``
+   (kernel ``offer_candidates``) by expected revenue, relevance, or at random,
+   dropping products its fraud detection flagged;
+3. quotes: the pricer quotes, given the platform's estimate of willingness to
+   pay (kernels ``offer_values``, ``wtp_estimates``); the reference pricer
+   (``audit.counterfactual_pricer``) quotes the same offer too (the shadow
+   price the audit compares with: same product, same user, same time);
+4. purchases (kernel ``purchase_step``) and the money: what users pay goes to
+   the platform (its commission) and the sellers (the rest);
+5. learning: both pricers' ``fit`` and the platform's conversion estimates.
+
+Public objects
+--------------
+Market
+    The market state and its phase.
+PARAM_NAMES
+    Order of the behaviour parameters passed to the kernels.
+QUOTE_COLUMNS
+    Columns of the quote log (``quotes.parquet``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.kernels import market as K
+from sim.market.state import DAYS_PER_MONTH, make_products, make_shoppers
+from sim.market.view import MarketView, QuoteLog, checked_quotes
+from sim.platform import PluginError
+from sim.registry import make_pricer
+from sim.rng import Purpose, hash4, spawn_generators
+from sim.scenario import PricerSettings, Scenario
+
+__all__ = ["PARAM_NAMES", "QUOTE_COLUMNS", "Market"]
+
+PARAM_NAMES = (
+    "value_ratio",
+    "wtp_sigma",
+    "taste_weight",
+    "fraud_appeal",
+    "loyalty_scale",
+    "over_budget_weight",
+    "minor_in_app_appeal",
+    "outside_markup",
+)
+
+QUOTE_COLUMNS = (
+    "tick", "user_idx", "product_idx", "cohort", "device", "promo_opt_in", "purchases_stock",
+    "lifetime_purchases", "cost", "list_price", "commission", "fraud", "fraud_hat", "in_app",
+    "wtp_hat", "price", "disclosed", "shadow_price", "value_mean", "value", "compared", "outcome",
+    "blocked", "paid", "surplus",
+)  # fmt: skip
+
+_CONV_PRIOR_OFFERS = 5.0  # pseudo-offers behind the platform's conversion estimate
+_CONV_PRIOR_RATE = 0.5  # optimistic prior conversion: untried products get tried
+
+
+class Market:
+    """The consumer market of a :class:`sim.engine.FeedWorld`.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        Must have a ``market`` table.
+    replication : int
+    key : int
+        The run's kernel key (shared with the feed: common random numbers).
+    users : sim.state.Users
+    centroids : float32 (n_categories, D)
+    user_hat : float32 (n_users, D)
+        The feed's interest profiles (the platform's, used for relevance targeting).
+    pricer : object, optional
+        A pricer instance to use instead of ``scenario.pricer``.
+    """
+
+    def __init__(self, scenario: Scenario, replication: int, key: int, users, centroids, user_hat, pricer=None):
+        sc = self.scenario = scenario
+        mk = self.settings = scenario.market
+        gens = spawn_generators(sc.seed, ("shoppers", "products"), replication)
+        self.key = key
+        self.pricer_key = int(hash4(key, 1, 0, Purpose.RECOMMENDER_KEY) >> np.uint64(1))
+        self.users = users
+        self.shoppers = make_shoppers(sc, users.cohort, users.age, gens["shoppers"])
+        self.products = make_products(sc, centroids, gens["products"])
+        self.params = np.array([getattr(mk, n) for n in PARAM_NAMES], dtype=np.float64)
+        self.pricer = make_pricer(sc.pricer if pricer is None else pricer)
+        self.pricer_label = sc.pricer.kind if pricer is None else type(pricer).__name__
+        ref_kind = sc.audit.counterfactual_pricer
+        self.reference_pricer = make_pricer(PricerSettings(kind=ref_kind))
+        self.reference_label = ref_kind
+        n, p = users.n_users, self.products.n_products
+        self.conv_offers = np.zeros((p, 3), dtype=np.float64)
+        self.conv_buys = np.zeros((p, 3), dtype=np.float64)
+        n_months = -(-sc.clock.days // DAYS_PER_MONTH)
+        self.month_spend = np.zeros((n_months, n), dtype=np.float32)
+        self.month_platform_spend = np.zeros((n_months, n), dtype=np.float32)
+        self.money = dict(user_paid_platform=0.0, platform_revenue=0.0, seller_revenue=0.0, seller_cost=0.0,
+                          outside_spend=0.0)  # fmt: skip
+        self._log: dict[str, list[np.ndarray]] = {c: [] for c in QUOTE_COLUMNS}
+        s, pr = self.shoppers, self.products
+        self.view = MarketView(
+            tick=0, day=0, hour=0, key=self.pricer_key, n_users=n, n_products=p,
+            product_cost=pr.cost, product_list_price=pr.list_price, product_commission=pr.commission,
+            product_category=pr.category, product_fraud_hat_mask=pr.fraud_hat_mask,
+            product_in_app_mask=pr.in_app_mask, user_age=users.age, user_cohort=users.cohort,
+            user_device=s.device, user_promo_opt_in_mask=s.promo_opt_in_mask,
+            user_purchases_stock=s.purchases_stock, user_lifetime_purchases=s.lifetime_purchases,
+            user_platform_spend_month=s.platform_spend_month, user_hat=user_hat,
+            quote_wtp_hat=np.zeros(0),
+        )  # fmt: skip
+
+    # -- targeting ----------------------------------------------------------------------
+    def _target(self, occ_user: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """Pick one product per occasion from its candidates; -1 where all are filtered."""
+        mk, pr = self.settings, self.products
+        if mk.targeting == "revenue":
+            cohort = self.users.cohort[occ_user].astype(np.int64)[:, None]
+            conv = (self.conv_buys[cand, cohort] + _CONV_PRIOR_OFFERS * _CONV_PRIOR_RATE) / (
+                self.conv_offers[cand, cohort] + _CONV_PRIOR_OFFERS
+            )
+            score = conv * pr.commission[cand] * pr.list_price[cand]
+        elif mk.targeting == "relevance":
+            score = np.einsum("nd,nkd->nk", self.view.user_hat[occ_user], pr.embedding[cand]).astype(np.float64)
+        else:
+            score = np.zeros(cand.shape)
+            score[:, 0] = 1.0
+        score = np.where(pr.fraud_hat_mask[cand], -np.inf, score)
+        best = np.argmax(score, axis=1)
+        chosen = cand[np.arange(cand.shape[0]), best]
+        return np.where(np.isfinite(score.max(axis=1)), chosen, -1).astype(np.int32)
+
+    def _quote(self, pricer, label, occ_user, product):
+        try:
+            out = pricer.quote(occ_user, product, self.view)
+        except PluginError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a plugin's failure is reported as the plugin's
+            raise PluginError(f"pricer '{label}': quote() raised {type(exc).__name__}: {exc}") from exc
+        return checked_quotes(out, occ_user.shape[0], label)
+
+    # -- the phase ----------------------------------------------------------------------
+    def step(self, tick: int, ticks_per_day: int, hour: int, feed_minutes: np.ndarray, profiles: np.ndarray) -> None:
+        """Run the market phase of one tick (see the module docstring)."""
+        mk, u, s, pr = self.settings, self.users, self.shoppers, self.products
+        day = tick // ticks_per_day
+        self.view._set(tick=tick, day=day, hour=hour)
+        mask = np.empty(u.n_users, dtype=np.bool_)
+        K.shop_occasions(self.key, tick, hour, u.cohort, u.night_owl_mask, profiles,
+                         mk.store_visits_per_day / ticks_per_day, mk.offers_per_feed_minute, feed_minutes, mask)  # fmt: skip
+        occ_user = np.flatnonzero(mask).astype(np.int64)
+        cand = np.empty((occ_user.size, mk.n_offer_candidates), dtype=np.int32)
+        K.offer_candidates(self.key, tick, occ_user, pr.n_products, cand)
+        product = self._target(occ_user, cand)
+        keep = product >= 0
+        occ_user, product = occ_user[keep], product[keep]
+        n_occ = occ_user.size
+
+        value_mean = np.empty(n_occ, dtype=np.float64)
+        K.offer_values(occ_user, product, u.true_interest, s.true_income_factor, u.cohort, pr.embedding,
+                       pr.list_price, pr.in_app_mask, self.params, value_mean)  # fmt: skip
+        wtp_hat = np.empty(n_occ, dtype=np.float64)
+        K.wtp_estimates(self.key, tick, occ_user, value_mean, mk.wtp_hat_error, wtp_hat)
+        self.view._set(quote_wtp_hat=wtp_hat)
+        user_ro, product_ro = occ_user.view(), product.view()
+        user_ro.flags.writeable = False
+        product_ro.flags.writeable = False
+        stock_before = s.purchases_stock[occ_user].copy()
+        lifetime_before = s.lifetime_purchases[occ_user].copy()
+        price, disclosed = self._quote(self.pricer, self.pricer_label, user_ro, product_ro)
+        shadow, _ = self._quote(self.reference_pricer, self.reference_label, user_ro, product_ro)
+
+        outcome = np.empty(n_occ, dtype=np.int8)
+        compared = np.empty(n_occ, dtype=np.bool_)
+        blocked = np.empty(n_occ, dtype=np.bool_)
+        paid = np.empty(n_occ, dtype=np.float32)
+        value = np.empty(n_occ, dtype=np.float64)
+        surplus = np.empty(n_occ, dtype=np.float64)
+        progress = ((day % DAYS_PER_MONTH) + 1) / DAYS_PER_MONTH
+        K.purchase_step(
+            self.key, tick, occ_user, product, price, value_mean, progress, self.params,
+            pr.list_price, pr.true_fraud_mask, s.true_price_sensitivity, s.true_search_base,
+            s.true_fraud_susceptibility, u.true_self_control, s.true_budget_month, s.payment_cap, s.monthly_cap,
+            s.purchases_stock, s.lifetime_purchases, s.spend_month, s.platform_spend_month,
+            outcome, compared, blocked, paid, value, surplus,
+        )  # fmt: skip
+
+        # money: a platform sale splits into commission and the seller's revenue
+        bought = outcome == K.OUTCOME_PLATFORM
+        paid64 = paid.astype(np.float64)
+        com = pr.commission[product].astype(np.float64)
+        m = self.money
+        m["user_paid_platform"] += float(paid64[bought].sum())
+        m["platform_revenue"] += float((paid64 * com)[bought].sum())
+        m["seller_revenue"] += float((paid64 * (1.0 - com))[bought].sum())
+        m["seller_cost"] += float(pr.cost[product][bought & ~pr.true_fraud_mask[product]].astype(np.float64).sum())
+        m["outside_spend"] += float(paid64[outcome == K.OUTCOME_OUTSIDE].sum())
+
+        cohort = u.cohort[occ_user].astype(np.int64)
+        np.add.at(self.conv_offers, (product, cohort), 1.0)
+        np.add.at(self.conv_buys, (product[bought], cohort[bought]), 1.0)
+
+        cols = dict(
+            tick=np.full(n_occ, tick, dtype=np.int32), user_idx=occ_user, product_idx=product,
+            cohort=u.cohort[occ_user], device=s.device[occ_user], promo_opt_in=s.promo_opt_in_mask[occ_user],
+            purchases_stock=stock_before, lifetime_purchases=lifetime_before, cost=pr.cost[product],
+            list_price=pr.list_price[product], commission=pr.commission[product],
+            fraud=pr.true_fraud_mask[product], fraud_hat=pr.fraud_hat_mask[product],
+            in_app=pr.in_app_mask[product], wtp_hat=wtp_hat, price=price, disclosed=disclosed,
+            shadow_price=shadow, value_mean=value_mean, value=value, compared=compared, outcome=outcome,
+            blocked=blocked, paid=paid, surplus=surplus,
+        )  # fmt: skip
+        for name, col in cols.items():
+            self._log[name].append(col)
+
+        log = QuoteLog(user_idx=user_ro, product_idx=product_ro, price=price, disclosed_mask=disclosed,
+                       wtp_hat=wtp_hat, bought_mask=bought)  # fmt: skip
+        self.pricer.fit(self.view, log)
+        self.reference_pricer.fit(self.view, log)
+
+    def end_of_day(self, day: int) -> None:
+        """Decay loyalty and the conversion estimates; close the month on its last day."""
+        s = self.shoppers
+        s.purchases_stock *= np.float32(0.5 ** (1.0 / self.settings.loyalty_half_life_days))
+        decay = 0.5 ** (1.0 / 7.0)  # the platform's conversion statistics: one-week half-life
+        self.conv_offers *= decay
+        self.conv_buys *= decay
+        month = day // DAYS_PER_MONTH
+        self.month_spend[month] = s.spend_month
+        self.month_platform_spend[month] = s.platform_spend_month
+        if (day + 1) % DAYS_PER_MONTH == 0:
+            s.spend_month[:] = 0.0
+            s.platform_spend_month[:] = 0.0
+
+    def quote_log(self) -> dict[str, np.ndarray]:
+        """All quotes of the run so far, one array per column of :data:`QUOTE_COLUMNS`."""
+        return {c: (np.concatenate(v) if v else np.zeros(0)) for c, v in self._log.items()}
