@@ -26,6 +26,7 @@ import numpy as np
 from scipy import stats
 
 from audits.catalogue import Catalogue, MetricSpec, load_catalogue
+from audits.market_metrics import PRICER_CF_METRICS
 from audits.metrics import build_estimators
 from sim.engine import simulate
 from sim.record import RunRecord
@@ -75,11 +76,12 @@ class AuditResult:
     records: list[RunRecord]
     counterfactual_records: list[RunRecord]
     catalogue: Catalogue
+    pricer_counterfactual_records: list[RunRecord] = field(default_factory=list)
     wall_seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
-def verdict(rule: str, value, lo, hi, threshold, observed_values=None) -> tuple[str, str]:
+def verdict(rule: str, value, lo, hi, threshold, observed_values=None, center: float = 0.0) -> tuple[str, str]:
     """Apply a catalogue rule; return (verdict, note)."""
     if value is None or not math.isfinite(value):
         return "undefined", "no estimate"
@@ -103,10 +105,11 @@ def verdict(rule: str, value, lo, hi, threshold, observed_values=None) -> tuple[
             return "fail", "interval below the line"
         return "undefined", "inconclusive: interval straddles the line (add replications or users)"
     if rule == "equivalence":
-        if -threshold <= lo and hi <= threshold:
-            return "pass", f"interval within +/-{threshold:g}"
-        if lo > threshold or hi < -threshold:
-            return "fail", f"interval outside +/-{threshold:g}"
+        where = f"{center:g} +/- {threshold:g}" if center else f"+/-{threshold:g}"
+        if center - threshold <= lo and hi <= center + threshold:
+            return "pass", f"interval within {where}"
+        if lo > center + threshold or hi < center - threshold:
+            return "fail", f"interval outside {where}"
         return "undefined", "inconclusive: interval overlaps the margin (add replications or users)"
     raise ValueError(f"unknown rule {rule!r}")
 
@@ -129,6 +132,7 @@ def run_audit(
     catalogue: Catalogue | None = None,
     recommender=None,
     workers: int | None = None,
+    pricer=None,
 ) -> AuditResult:
     """Audit a scenario against its counterfactual.
 
@@ -145,6 +149,8 @@ def run_audit(
         A recommender instance to audit instead of ``scenario.recommender``'s
         base (notebooks); the scenario's wrappers still apply, and the
         counterfactual is built from the scenario.
+    pricer : object, optional
+        A pricer instance to audit instead of ``scenario.pricer`` (scenarios with a market).
     workers : int, optional
         Processes for the runs (each run is independent and deterministic, so
         the results do not depend on it). Default: one per core, at most the
@@ -154,19 +160,34 @@ def run_audit(
     cat = catalogue or load_catalogue()
     reps = replications or scenario.audit.replications
     cf_kind = scenario.audit.counterfactual
-    cf_scenario = scenario.with_overrides(recommender_kind=cf_kind)
+    cf_pricer = scenario.audit.counterfactual_pricer
+    cf_scenario = scenario.with_overrides(recommender_kind=cf_kind, pricer_kind=cf_pricer)
+    # With a market and a pricer other than the reference, a second counterfactual swaps the
+    # pricer only (same recommender): the pricing findings compare against it.
+    pricer_cf = scenario.market is not None and (
+        pricer is not None or scenario.pricer.kind != cf_pricer or bool(scenario.pricer.params)
+    )
+    pricer_scenario = scenario.with_overrides(pricer_kind=cf_pricer) if pricer_cf else None
     jobs = []
     for r in range(reps):
-        jobs.append((scenario, r, copy.deepcopy(recommender) if recommender is not None else None))
-        jobs.append((cf_scenario, r, None))
+        jobs.append((scenario, r, copy.deepcopy(recommender), copy.deepcopy(pricer)))
+        jobs.append((cf_scenario, r, None, None))
+        if pricer_cf:
+            jobs.append((pricer_scenario, r, copy.deepcopy(recommender), None))
     done = _run_all(jobs, workers=workers, progress=progress)
-    recs, cfs = done[0::2], done[1::2]
+    stride = 3 if pricer_cf else 2
+    recs, cfs = done[0::stride], done[1::stride]
+    pcfs = done[2::stride] if pricer_cf else recs
 
     conf = scenario.audit.confidence
     per_rep = []
     for r in range(reps):
         rng = spawn_generators(scenario.seed, ("audit",), r)["audit"]
-        per_rep.append(build_estimators(recs[r], cfs[r], cat, rng))
+        per_rep.append(build_estimators(recs[r], cfs[r], cat, rng, pricer_counterfactual=pcfs[r]))
+    labels = {
+        "recommender": f"{cf_kind} recommender" + (f", {cf_pricer} pricer" if scenario.market is not None else ""),
+        "pricer": f"{cf_pricer} pricer, same recommender",
+    }
     findings = []
     for spec in cat.metrics:
         for cohort in spec.cohorts:
@@ -174,20 +195,22 @@ def run_audit(
             # same interval, and adding a catalogue line changes no other interval
             name = f"bootstrap:{spec.metric}:{cohort}"
             boot_rng = spawn_generators(scenario.seed, (name,))[name]
-            findings.append(_finding(spec, cohort, per_rep, reps, conf, boot_rng, scenario, cf_kind))
+            label = labels["pricer" if spec.metric in PRICER_CF_METRICS else "recommender"]
+            findings.append(_finding(spec, cohort, per_rep, reps, conf, boot_rng, scenario, label))
     return AuditResult(
         scenario=scenario,
         findings=findings,
         records=recs,
         counterfactual_records=cfs,
+        pricer_counterfactual_records=pcfs,
         catalogue=cat,
         wall_seconds=time.perf_counter() - started,
     )
 
 
 def _simulate_job(job) -> RunRecord:
-    scenario, replication, recommender = job
-    return simulate(scenario, replication=replication, recommender=recommender)
+    scenario, replication, recommender, pricer = job
+    return simulate(scenario, replication=replication, recommender=recommender, pricer=pricer)
 
 
 def _run_all(jobs: list, workers: int | None, progress: bool) -> list[RunRecord]:
@@ -246,7 +269,7 @@ def _finding(spec: MetricSpec, cohort, per_rep, reps, conf, boot_rng, scenario, 
         b = scenario.audit.bootstrap_samples
         boot = np.array([ests[0].stat(idx[boot_rng.integers(0, idx.size, idx.size)]) for _ in range(b)])
     value, lo, hi = _interval(values, boot, conf)
-    v, note = verdict(spec.rule, value, lo, hi, spec.threshold, observed_values=values)
+    v, note = verdict(spec.rule, value, lo, hi, spec.threshold, observed_values=values, center=spec.center)
     if reps == 1 and spec.rule not in ("info", "zero"):
         note += "; one replication: the interval covers user sampling only, not world-to-world variation"
     return Finding(value=value, ci_low=lo, ci_high=hi, verdict=v, note=note, **base)

@@ -31,6 +31,7 @@ class MetricSpec:
     unit: str
     source: str
     description: str
+    center: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Catalogue:
     metrics: tuple[MetricSpec, ...]
     caps: dict
     definitions: dict
+    spending_caps: dict
 
     def cap_minutes(self, age):
         """Daily cap (minutes) for each age (years); ``inf`` for adults."""
@@ -52,6 +54,17 @@ class Catalogue:
         cap[age < 16] = self.caps["under_16_minutes"]
         cap[age < 8] = self.caps["under_8_minutes"]
         return cap
+
+    def payment_caps(self, age):
+        """Per-payment and monthly spending caps (yuan) for each age; ``inf`` for adults."""
+        import numpy as np
+
+        sc = self.spending_caps
+        age = np.asarray(age)
+        pay, month = np.full(age.shape, np.inf), np.full(age.shape, np.inf)
+        pay[age < 18], month[age < 18] = sc["under_18_payment"], sc["under_18_month"]
+        pay[age < 16], month[age < 16] = sc["under_16_payment"], sc["under_16_month"]
+        return pay, month
 
 
 def load_catalogue(path: str | Path | None = None) -> Catalogue:
@@ -76,6 +89,13 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
                 unit=m["unit"],
                 source=m["source"],
                 description=m["description"],
+                center=float(m.get("center", 0.0)),
             )
         )
-    return Catalogue(titles=titles, metrics=tuple(specs), caps=data["caps"], definitions=data["definitions"])
+    return Catalogue(
+        titles=titles,
+        metrics=tuple(specs),
+        caps=data["caps"],
+        definitions=data["definitions"],
+        spending_caps=data["spending_caps"],
+    )

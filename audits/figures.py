@@ -13,7 +13,18 @@ import numpy as np  # noqa: E402
 from audits.metrics import cohort_masks  # noqa: E402
 from sim.scenario import COHORTS  # noqa: E402
 
-__all__ = ["daily_minutes", "hourly_use", "minors_caps", "feed_entropy", "optout_alignment"]
+__all__ = [
+    "daily_minutes",
+    "feed_entropy",
+    "fraud_exposure",
+    "hourly_use",
+    "minors_caps",
+    "minors_payments",
+    "optout_alignment",
+    "price_by_segment",
+    "spend_vs_budget",
+    "surplus_by_cohort",
+]
 
 _COLORS = {"adult": "#1f77b4", "minor": "#d62728", "elderly": "#2ca02c"}
 
@@ -130,4 +141,138 @@ def optout_alignment(records) -> bytes:
     ax.set_xlabel("cosine(interests, mean of feed)")
     ax.set_ylabel("opted-out users")
     ax.set_title("Art. 17: does an opted-out feed follow the user's profile?")
+    return _png(fig)
+
+
+def _market_quotes(records):
+    return [r.market.quotes for r in records if r.market is not None]
+
+
+def price_by_segment(records, catalogue) -> bytes:
+    """Art. 21: mean price over the uniform price for the same product and time, by customer segment."""
+    loyal_min = float(catalogue.definitions["loyal_min_purchases"])
+    segments = (("new customer", lambda q: q["lifetime_purchases"] == 0),
+                ("occasional", lambda q: (q["lifetime_purchases"] > 0) & (q["purchases_stock"] < loyal_min)),
+                ("loyal", lambda q: (q["lifetime_purchases"] > 0) & (q["purchases_stock"] >= loyal_min)))  # fmt: skip
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    width = 0.38
+    shown = []
+    for d, (dev, color) in enumerate((("Android", "#7f7f7f"), ("iOS", "#9467bd"))):
+        means, errs = [], []
+        for _, select in segments:
+            per_rep = []
+            for q in _market_quotes(records):
+                m = select(q) & (q["device"] == d) & ~q["disclosed"].astype(bool)
+                if m.any():
+                    per_rep.append(float(np.mean(q["price"][m] / q["shadow_price"][m])))
+            means.append(np.mean(per_rep) if per_rep else np.nan)
+            errs.append(np.std(per_rep, ddof=1) if len(per_rep) > 1 else 0.0)
+        x = np.arange(len(segments)) + (d - 0.5) * width
+        ax.bar(x, means, width=width, yerr=errs, color=color, label=dev, capsize=3)
+        for xi, v in zip(x, means, strict=True):
+            if np.isfinite(v):
+                ax.text(xi, v + 0.005, f"{v:.3f}", ha="center", va="bottom", fontsize=7)
+        shown.extend(v for v in means if np.isfinite(v))
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_xticks(range(len(segments)), [s for s, _ in segments])
+    ax.set_ylim(min([0.9, *shown]) - 0.02, max([1.1, *shown]) + 0.03)
+    ax.set_ylabel("price / uniform price")
+    ax.set_title("Price quoted for the same product at the same time, by segment\n(1 = uniform price; "
+                 "quotes without a disclosed promotion; bars: sd across replications)", fontsize=10)  # fmt: skip
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def surplus_by_cohort(records, pricer_cf_records, cf_label: str) -> bytes:
+    """Art. 21: consumer surplus per user-month by cohort, audited pricer vs the reference pricer."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    width = 0.38
+    for k, (recs, label, color) in enumerate(((records, "audited pricer", "#d62728"),
+                                               (pricer_cf_records, cf_label, "#1f77b4"))):  # fmt: skip
+        vals = []
+        for c in range(3):
+            per_rep = []
+            for r in recs:
+                if r.market is None or not (r.cohort == c).any():
+                    continue
+                q = r.market.quotes
+                m = q["cohort"] == c
+                per_rep.append(q["surplus"][m].sum() / (r.cohort == c).sum() * 30.0 / r.n_days)
+            vals.append(np.mean(per_rep) if per_rep else np.nan)
+        ax.bar(np.arange(3) + (k - 0.5) * width, vals, width=width, color=color, label=label)
+    ax.set_xticks(range(3), COHORTS)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylabel("yuan per user-month")
+    ax.set_title("Consumer surplus (value received minus price paid) by cohort")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def fraud_exposure(records) -> bytes:
+    """Art. 19: share of offers that are fraudulent, by cohort and day."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    n_days = records[0].n_days
+    tpd = records[0].scenario.ticks_per_day
+    for c, name in enumerate(COHORTS):
+        series = []
+        for q in _market_quotes(records):
+            day = q["tick"] // tpd
+            m = q["cohort"] == c
+            tot = np.bincount(day[m], minlength=n_days)
+            fr = np.bincount(day[m], weights=q["fraud"][m].astype(float), minlength=n_days)
+            series.append(np.where(tot > 0, fr / np.maximum(tot, 1), np.nan))
+        if series:
+            ax.plot(np.arange(1, n_days + 1), np.nanmean(series, axis=0), marker="o", ms=3, color=_COLORS[name],
+                    label=name)  # fmt: skip
+    ax.set_xlabel("day")
+    ax.set_ylabel("share of offers that are scams")
+    ax.set_title("Fraudulent offers by cohort (Art. 19)")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def spend_vs_budget(records, cf_records, cf_label: str) -> bytes:
+    """Art. 8: spend over the run relative to each user's budget for it, audited vs counterfactual."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    bins = np.linspace(0, 4, 41)
+    for recs, label, color in ((records, "audited", "#d62728"), (cf_records, cf_label, "#1f77b4")):
+        ratios = []
+        for r in recs:
+            if r.market is None:
+                continue
+            budget = r.market.budget_month.astype(float) * r.n_days / 30.0
+            ratios.append(r.market.month_spend.sum(axis=0) / np.maximum(budget, 1e-9))
+        if ratios:
+            x = np.concatenate(ratios)
+            ax.hist(np.clip(x, 0, 4), bins=bins, alpha=0.5, color=color,
+                    label=f"{label}: {np.mean(x > 1):.1%} over budget")  # fmt: skip
+    ax.axvline(1.0, color="black", lw=0.8)
+    ax.set_xlabel("spend / budget over the run (clipped at 4)")
+    ax.set_ylabel("users")
+    ax.set_title("Spending against budget (Art. 8 excessive consumption)")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def minors_payments(records, catalogue) -> bytes:
+    """Art. 18: minors' platform payments by age against the per-payment caps."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    for r in records:
+        if r.market is None:
+            continue
+        q = r.market.quotes
+        m = (q["cohort"] == 1) & (q["outcome"] == 1)
+        age = r.age[q["user_idx"][m]]
+        pay_cap, _ = catalogue.payment_caps(age)
+        over = q["price"][m] > pay_cap + 1e-6
+        rng = np.random.default_rng(0)  # jitter only
+        x = age + rng.uniform(-0.3, 0.3, age.size)
+        ax.scatter(x[~over], q["price"][m][~over], s=6, alpha=0.5, color="#555555")
+        ax.scatter(x[over], q["price"][m][over], s=6, alpha=0.7, color="#d62728")
+    sc = catalogue.spending_caps
+    ax.hlines(sc["under_16_payment"], 2.5, 15.5, color="black", lw=2)
+    ax.hlines(sc["under_18_payment"], 15.5, 17.5, color="black", lw=2)
+    ax.set_xlabel("age (black: per-payment cap, NPPA 2019)")
+    ax.set_ylabel("yuan per payment")
+    ax.set_title("Minors' payments against the per-payment caps (red: over)")
     return _png(fig)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audits.catalogue import Catalogue
+from audits.market_metrics import market_estimators
 from sim.record import RunRecord
 
 __all__ = ["Estimator", "build_estimators", "cohort_masks"]
@@ -85,7 +86,11 @@ def _minhash_jaccard(sketch: np.ndarray, partner: np.ndarray) -> np.ndarray:
 
 
 def build_estimators(
-    t: RunRecord, c: RunRecord, catalogue: Catalogue, rng: np.random.Generator
+    t: RunRecord,
+    c: RunRecord,
+    catalogue: Catalogue,
+    rng: np.random.Generator,
+    pricer_counterfactual: RunRecord | None = None,
 ) -> dict[tuple[str, str], Estimator]:
     """Estimators for every (metric, cohort) pair of the catalogue.
 
@@ -97,6 +102,9 @@ def build_estimators(
         Supplies the caps and the compulsive-day definition.
     rng : numpy.random.Generator
         Used only to draw the placebo and pair permutations.
+    pricer_counterfactual : RunRecord, optional
+        The run with only the pricer swapped for the reference pricer (market
+        findings in ``PRICER_CF_METRICS``); defaults to ``c``.
     """
     if not np.array_equal(t.cohort, c.cohort) or not np.array_equal(t.age, c.age):
         raise ValueError("audited and counterfactual records are not paired (different populations)")
@@ -168,4 +176,5 @@ def build_estimators(
     pair_ok = watched & watched[partner]
     jac = _minhash_jaccard(t.minhash, partner) - _minhash_jaccard(c.minhash, partner)
     est[("homogenisation_increase", "all")] = Estimator(pair_ok, mean_of(jac))
+    est.update(market_estimators(t, c, pricer_counterfactual or c, catalogue, masks, Estimator))
     return est

@@ -76,8 +76,13 @@ _ARTICLE_TEXT = {
     17: "Users who switched personalisation off should get a feed that does not follow their profile: the "
     "alignment of their feed with their own interests must equal the alignment with a random other user's.",
     18: "Minors' use against the caps of the minors' mode guideline, night use, long sessions without a rest "
-    "prompt, and harmful content in minors' feeds.",
+    "prompt, and harmful content in minors' feeds; with a market, minors' payments against the spending caps.",
+    19: "How often the elderly are shown fraudulent offers compared with adults, and what they lose to them.",
+    21: "Prices compared with the uniform price for the same product at the same time (the reference pricer's "
+    "quote, recorded next to every quote): loyal against new customers, iOS against Android, the effect of "
+    "non-cost traits, undisclosed differences, and the consumer surplus moved to the platform.",
 }
+_NO_MARKET = "The scenario has no market ([market] table), so this article's market findings are undefined."
 
 
 def render_html(result: AuditResult, manifest: dict | None = None) -> str:
@@ -95,7 +100,13 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
         f"<p class='muted'>{sc.population.n_users:,} simulated users, {sc.clock.days} days, "
         f"{len(recs)} replication(s), seed {sc.seed}. Audited recommender: <code>"
         f"{html.escape(recs[0].recommender)}</code>; counterfactual: <code>{html.escape(cf)}</code> "
-        "(same users, same random numbers). Provisions on the Management of Algorithmic Recommendations in "
+        + (
+            f"with the <code>{html.escape(sc.audit.counterfactual_pricer)}</code> pricer; audited pricer: <code>"
+            f"{html.escape(recs[0].market.pricer)}</code> "
+            if recs[0].market is not None
+            else ""
+        )
+        + "(same users, same random numbers). Provisions on the Management of Algorithmic Recommendations in "
         "Internet Information Services (2021, in force 1 March 2022).</p>",
         "<h2>Verdicts by article</h2><table><tr><th>article</th><th>duty</th><th>verdict</th>"
         "<th>failing metrics</th></tr>",
@@ -116,10 +127,19 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
         17: [figures.optout_alignment(recs)],
         18: [figures.minors_caps(recs, cat), figures.hourly_use(recs)],
     }
+    if recs[0].market is not None:
+        pcfs = result.pricer_counterfactual_records or cfs
+        pcf_label = f"{sc.audit.counterfactual_pricer} pricer"
+        figs[8].append(figures.spend_vs_budget(recs, cfs, f"{cf} + {pcf_label}"))
+        figs[18].append(figures.minors_payments(recs, cat))
+        figs[19] = [figures.fraud_exposure(recs)]
+        figs[21] = [figures.price_by_segment(recs, cat), figures.surplus_by_cohort(recs, pcfs, pcf_label)]
     for art in verdicts:
         fs = [f for f in result.findings if f.article == art]
         parts.append(f"<h2 id='art{art}'>Art. {art}: {html.escape(cat.titles[art])} {_badge(verdicts[art])}</h2>")
         parts.append(f"<p>{html.escape(_ARTICLE_TEXT.get(art, ''))}</p>")
+        if art in (19, 21) and recs[0].market is None:
+            parts.append(f"<p class='muted'>{_NO_MARKET}</p>")
         parts.append(_findings_table(fs))
         for png in figs.get(art, []):
             parts.append(_img(png, f"Art. {art} evidence"))

@@ -3,11 +3,12 @@
 Commands
 --------
 run SCENARIO
-    Simulate and write metrics.parquet, users.parquet, hourly.parquet, manifest.json.
+    Simulate and write metrics.parquet, users.parquet, hourly.parquet (and quotes.parquet
+    with a market), manifest.json.
 audit SCENARIO
     Also run the counterfactual, and write findings.json and report.html.
 list
-    The recommenders available by name.
+    The recommenders and pricers available by name.
 
 Exit codes: 0 success, 2 bad input (one line, no traceback), 1 internal error.
 """
@@ -60,9 +61,11 @@ def _load(args):
             raise _BadInput(f"--{flag} must be {'>= 0' if flag == 'seed' else '>= 1'} (got {v})")
     sc = load_scenario(args.scenario)
     sc = sc.with_overrides(n_users=args.users, days=args.days, seed=args.seed)
-    from sim.registry import make_recommender
+    from sim.registry import make_pricer, make_recommender
 
     make_recommender(sc.recommender)  # fail fast on a bad plugin, before any simulation
+    if sc.market is not None:
+        make_pricer(sc.pricer)
     if getattr(args, "command", None) == "audit":
         from sim.platform import PluginError
 
@@ -70,6 +73,13 @@ def _load(args):
             make_recommender(sc.with_overrides(recommender_kind=sc.audit.counterfactual).recommender)
         except PluginError as exc:
             raise _BadInput(f"{args.scenario}: audit.counterfactual: {exc}") from None
+    if sc.market is not None:
+        from sim.platform import PluginError
+
+        try:
+            make_pricer(sc.audit.counterfactual_pricer)
+        except PluginError as exc:
+            raise _BadInput(f"{args.scenario}: audit.counterfactual_pricer: {exc}") from None
     out = Path(args.out) if args.out else Path("out") / sc.name
     return sc, out
 
@@ -84,6 +94,12 @@ def _write_run_tables(stage: Path, rec, meta: dict) -> None:
     write_parquet(rec.daily(), stage / "metrics.parquet", meta)
     write_parquet(rec.users_frame(), stage / "users.parquet", meta)
     write_parquet(rec.hourly(), stage / "hourly.parquet", meta)
+    if rec.market is not None:
+        write_parquet(rec.market.quotes_frame(), stage / "quotes.parquet", meta)
+
+
+def _tables(rec) -> str:
+    return "metrics.parquet, users.parquet, hourly.parquet, " + ("quotes.parquet, " if rec.market is not None else "")
 
 
 def _cmd_run(args) -> int:
@@ -110,7 +126,15 @@ def _summary_run(rec, out: Path) -> None:
     for _, r in last.iterrows():
         print(f"  {r.cohort:8s} day {int(r.day) + 1}: {r.minutes_mean:6.1f} min/day (P90 {r.minutes_p90:6.1f}), "
               f"night {r.night_minutes_mean:5.1f} min")  # fmt: skip
-    print(f"wrote {out}/metrics.parquet, users.parquet, hourly.parquet, manifest.json")
+    if rec.market is not None:
+        q = rec.market.quotes
+        bought = q["outcome"] == 1
+        print(f"  market ({rec.market.pricer} pricer): {q['tick'].size:,} offers, {int(bought.sum()):,} purchases, "
+              f"{rec.market.money['user_paid_platform']:,.0f} yuan paid on the platform")  # fmt: skip
+    print(f"wrote {out}/{_tables(rec)}manifest.json")
+
+
+_HEADLINES = ("loyal_new_price_ratio", "fraud_exposure_ratio")  # printed under their article
 
 
 def _cmd_audit(args) -> int:
@@ -125,7 +149,8 @@ def _cmd_audit(args) -> int:
         result = run_audit(sc, replications=reps, progress=_progress(args))
         meta = manifest(sc, command=command, seed=sc.seed, replications=reps,
                         extra={"wall_seconds": result.wall_seconds,
-                               "counterfactual": sc.audit.counterfactual})  # fmt: skip
+                               "counterfactual": sc.audit.counterfactual,
+                               "counterfactual_pricer": sc.audit.counterfactual_pricer})  # fmt: skip
         _write_run_tables(stage, result.records[0], meta)
         write_json([f.to_dict() for f in result.findings], stage / "findings.json")
         (stage / "report.html").write_text(render_html(result, manifest=meta), encoding="utf-8")
@@ -136,14 +161,19 @@ def _cmd_audit(args) -> int:
     for art, v in verdicts.items():
         fails = [f"{f.metric}/{f.cohort}" for f in result.findings if f.article == art and f.verdict == "fail"]
         print(f"  Art. {art:>2}: {v.upper():9s} {'; '.join(fails[:4])}")
-    print(f"wrote {out}/report.html, findings.json, metrics.parquet, users.parquet, hourly.parquet, manifest.json")
+        headline = next((f for f in result.findings if f.article == art and f.metric in _HEADLINES), None)
+        if headline is not None and headline.value is not None:
+            print(f"           {headline.metric} = {headline.value:.3f} "
+                  f"[{headline.ci_low:.3f}, {headline.ci_high:.3f}] ({headline.verdict})")  # fmt: skip
+    print(f"wrote {out}/report.html, findings.json, {_tables(result.records[0])}manifest.json")
     return 0
 
 
 def _cmd_list(args) -> int:
-    from sim.registry import available_recommenders
+    from sim.registry import available_pricers, available_recommenders
 
     print("recommenders: " + ", ".join(available_recommenders()))
+    print("pricers (scenarios with a [market] table): " + ", ".join(available_pricers()))
     print("wrappers (scenario tables): [recommender.diversity], [recommender.non_personalised], "
           "[recommender.minors_mode]")  # fmt: skip
     return 0

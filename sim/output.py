@@ -33,7 +33,8 @@ _PACKAGES = ("recaudit", "numpy", "numba", "pandas", "pyarrow", "scipy", "mesa",
 # Every file a recaudit command may write; on success the ones this command did not write are
 # removed, so a directory never mixes the results of two runs.
 OUTPUT_NAMES = (
-    "metrics.parquet", "users.parquet", "hourly.parquet", "manifest.json", "findings.json", "report.html",
+    "metrics.parquet", "users.parquet", "hourly.parquet", "quotes.parquet", "manifest.json", "findings.json",
+    "report.html",
 )  # fmt: skip
 
 

@@ -289,7 +289,7 @@ class MarketSettings(_Settings):
     fraud_share: Prob = 0.03
     in_app_share: Prob = 0.1
     commission: Prob = 0.1
-    fraud_commission: Prob = 0.3
+    fraud_commission: Prob = 0.15
     store_visits_per_day: Annotated[float, Field(ge=0.0, le=100.0)] = 0.3
     offers_per_feed_minute: Annotated[float, Field(ge=0.0, le=10.0)] = 0.01
     n_offer_candidates: Annotated[int, Field(ge=1, le=1000)] = 20
@@ -302,7 +302,7 @@ class MarketSettings(_Settings):
     income_sigma: Annotated[float, Field(ge=0.0, le=3.0)] = 0.5
     income_elasticity: Annotated[float, Field(ge=0.0, le=2.0)] = 0.3
     over_budget_weight: NonNegFloat = 2.0
-    fraud_appeal: NonNegFloat = 1.5
+    fraud_appeal: NonNegFloat = 3.0
     minor_in_app_appeal: NonNegFloat = 1.0
     loyalty_scale: PosFloat = 4.0
     loyalty_half_life_days: PosFloat = 30.0
@@ -312,13 +312,13 @@ class MarketSettings(_Settings):
     promo_opt_in_share: Prob = 0.4
     outside_markup: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
     adult: MarketCohort = MarketCohort(
-        income_month=6000.0, budget_share=0.12, search_mean=0.5, fraud_susceptibility_mean=0.05
+        income_month=6000.0, budget_share=0.12, search_mean=0.5, fraud_susceptibility_mean=0.03
     )
     minor: MarketCohort = MarketCohort(
         income_month=400.0, budget_share=0.5, search_mean=0.3, fraud_susceptibility_mean=0.1
     )
     elderly: MarketCohort = MarketCohort(
-        income_month=3500.0, budget_share=0.1, search_mean=0.3, fraud_susceptibility_mean=0.35
+        income_month=3500.0, budget_share=0.1, search_mean=0.3, fraud_susceptibility_mean=0.4
     )
 
 

@@ -3,13 +3,29 @@
 >>> from sim.testing import check_recommender
 >>> check_recommender(MyRecommender())  # doctest: +SKIP
 
+>>> from sim.testing import check_pricer
+>>> check_pricer(MyPricer())  # doctest: +SKIP
+
 Public objects
 --------------
 check_recommender
     Runs every check on a recommender instance; raises :class:`ConformanceError`
     naming the failed check, or returns the list of checks passed.
+check_pricer
+    Runs every check on a pricer (instance, class, name or
+    :class:`sim.scenario.PricerSettings`): protocol, ``fit`` returns self, the
+    output of ``quote`` (shape, dtype, finite positive prices, the optional
+    disclosed mask), determinism, batch order, no writes to the view or the
+    inputs, the empty batch, no ground truth. Raises
+    :class:`sim.platform.PluginError` naming the pricer, the failed check and
+    the fix (the error the engine and the CLI report for a bad pricer), or
+    returns the list of checks passed.
+PRICER_CHECKS
+    Names of the pricer checks, in the order they run.
 make_check_world
     A tiny world whose view and logs the checks use.
+make_check_market
+    A tiny world with a market, whose ``market.view`` :func:`check_pricer` uses.
 ConformanceError
 """
 
@@ -20,10 +36,17 @@ import hashlib
 
 import numpy as np
 
-from sim.platform import InteractionLog
+from sim.platform import InteractionLog, PluginError
 from sim.scenario import scenario_from_dict
 
-__all__ = ["ConformanceError", "check_recommender", "make_check_world"]
+__all__ = [
+    "PRICER_CHECKS",
+    "ConformanceError",
+    "check_pricer",
+    "check_recommender",
+    "make_check_market",
+    "make_check_world",
+]
 
 
 class ConformanceError(AssertionError):
@@ -165,4 +188,223 @@ def check_recommender(rec, name: str | None = None) -> list[str]:
             if arr.shape != user_idx.shape or arr.dtype.kind != "f" or np.isnan(arr).any():
                 fail("check_access", f"{what} must be a float array of shape {user_idx.shape} without NaN")
         passed.append("check_access")
+    return passed
+
+
+# -- pricers ---------------------------------------------------------------------------------
+
+PRICER_CHECKS = (
+    "check_protocol",
+    "check_fit_returns_self",
+    "check_quote_output",
+    "check_no_view_writes",
+    "check_deterministic",
+    "check_batch_order",
+    "check_empty_batch",
+    "check_no_ground_truth",
+)
+
+
+def make_check_market(seed: int = 7, n_users: int = 300, n_products: int = 200, ticks: int = 4):
+    """Return a small :class:`sim.engine.FeedWorld` with a market, advanced ``ticks`` ticks from 18:00.
+
+    Its ``market.view`` is the :class:`sim.market.view.MarketView` the pricer
+    checks quote against (built-in uniform pricer; minors' mode on, so some
+    users have payment caps).
+    """
+    from sim.engine import FeedWorld
+
+    sc = scenario_from_dict(
+        {
+            "seed": seed,
+            "clock": {"days": 1},
+            "population": {"n_users": n_users, "opt_out_share": 0.2},
+            "catalogue": {"n_items": 400, "new_items_per_day": 20},
+            "recommender": {"kind": "content", "n_candidates": 50, "slate_size": 10, "minors_mode": {}},
+            "market": {"n_products": n_products, "store_visits_per_day": 2.0},
+        }
+    )
+    world = FeedWorld(sc)
+    world.tick = 18 * world.ticks_per_day // 24
+    for _ in range(ticks):
+        world.step()
+    return world
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.flags.writeable = False
+    return a
+
+
+def _market_batch(view, n_batch: int, seed: int):
+    """Return (user_idx int64, product_idx int32, wtp_hat float64), read-only, users unique and sorted."""
+    rng = np.random.default_rng(seed)
+    n_batch = min(n_batch, view.n_users)
+    user_idx = np.sort(rng.choice(view.n_users, n_batch, replace=False)).astype(np.int64)
+    product_idx = rng.integers(0, view.n_products, n_batch).astype(np.int32)
+    wtp_hat = view.product_list_price[product_idx].astype(np.float64) * rng.lognormal(0.0, 0.5, n_batch)
+    return _frozen(user_idx), _frozen(product_idx), _frozen(wtp_hat)
+
+
+def _quote_log(view, n: int, seed: int):
+    from sim.market.view import QuoteLog
+
+    rng = np.random.default_rng(seed)
+    user_idx = rng.integers(0, view.n_users, n).astype(np.int64)
+    product_idx = rng.integers(0, view.n_products, n).astype(np.int32)
+    lp = view.product_list_price[product_idx].astype(np.float64)
+    return QuoteLog(
+        user_idx=_frozen(user_idx),
+        product_idx=_frozen(product_idx),
+        price=_frozen((lp * rng.uniform(0.8, 1.3, n)).astype(np.float32)),
+        disclosed_mask=_frozen(rng.random(n) < 0.2),
+        wtp_hat=_frozen(lp * rng.lognormal(0.0, 0.5, n)),
+        bought_mask=_frozen(rng.random(n) < 0.3),
+    )
+
+
+def _view_digest(view, *extra) -> str:
+    arrays = [a for _, a in sorted(vars(view).items()) if isinstance(a, np.ndarray)]
+    return _digest(*arrays, *extra)
+
+
+def check_pricer(pricer, n_users: int = 300, seed: int = 7, name: str | None = None, n_batch: int = 64) -> list[str]:
+    """Run the conformance checks on a pricer.
+
+    Checks, in order (names as returned):
+
+    - ``check_protocol``: ``fit`` and ``quote`` are callable (a name, class or
+      :class:`~sim.scenario.PricerSettings` is first built with
+      :func:`sim.registry.make_pricer`, so unknown names and bad parameters fail here);
+    - ``check_fit_returns_self``: ``fit(view, log)`` returns the pricer itself;
+    - ``check_quote_output``: ``quote`` returns what
+      :func:`sim.market.view.checked_quotes` accepts: a numpy array of shape
+      (n_batch,) of finite positive prices, or ``(prices, disclosed_mask)`` with
+      a bool mask of the same shape;
+    - ``check_no_view_writes``: ``fit`` and ``quote`` leave the view, the batch
+      and the log unchanged (they are read-only: a write raises, and a pricer
+      that makes them writable again is caught by a digest);
+    - ``check_deterministic``: two deep copies fitted on the same log quote the
+      same prices and masks, and quoting twice gives the same answer;
+    - ``check_batch_order``: permuting the pairs of a batch permutes the prices;
+    - ``check_empty_batch``: ``quote`` of an empty batch returns an empty
+      result and ``fit`` accepts an empty log (ticks without shoppers);
+    - ``check_no_ground_truth``: the pricer reads no ``view.true_*`` (the view
+      refuses them with an ``AttributeError``).
+
+    Parameters
+    ----------
+    pricer : object, class, str or PricerSettings
+        The pricer to check; instances are deep-copied, never changed.
+    n_users : int
+        Users of the check world.
+    seed : int
+        Seed of the check world and of the batches.
+    name : str, optional
+        Label in messages; default the pricer's class name.
+    n_batch : int
+        Pairs quoted per batch.
+
+    Returns
+    -------
+    list of str
+        Names of the checks passed (:data:`PRICER_CHECKS`).
+
+    Raises
+    ------
+    PluginError
+        Naming the pricer, the failed check, and the fix.
+    """
+    from sim.market.view import checked_quotes
+    from sim.registry import make_pricer
+
+    obj = make_pricer(pricer)  # PluginError on unknown names, bad params, missing fit/quote
+    label = name or type(obj).__name__
+    passed = ["check_protocol"]
+
+    def fail(check, msg, fix):
+        raise PluginError(f"pricer '{label}': {check} failed: {msg}; fix: {fix}")
+
+    def call(check, meth, fn, *args):
+        try:
+            return fn(*args)
+        except PluginError:
+            raise
+        except AttributeError as exc:
+            if "ground truth" in str(exc):
+                fail("check_no_ground_truth", f"{meth}() read ground truth ({exc})",
+                     "use only the view's records and estimates (quote_wtp_hat, user_purchases_stock, ...)")  # fmt: skip
+            fail(check, f"{meth}() raised AttributeError: {exc}", "use only the attributes MarketView documents")
+        except ValueError as exc:
+            if "read-only" in str(exc):
+                fail("check_no_view_writes", f"{meth}() wrote to a read-only array ({exc})",
+                     "copy arrays before changing them (arr.copy()); never write to the view, the batch or the log")  # fmt: skip
+            fail(check, f"{meth}() raised ValueError: {exc}", f"{meth}() must not raise on valid input")
+        except Exception as exc:  # noqa: BLE001 - any failure is the plugin's
+            fail(check, f"{meth}() raised {type(exc).__name__}: {exc}", f"{meth}() must not raise on valid input")
+
+    def quotes(check, p, users, products, wtp):
+        view._set(quote_wtp_hat=wtp)
+        out = call(check, "quote", p.quote, users, products, view)
+        try:
+            return checked_quotes(out, users.shape[0], label)
+        except PluginError as exc:
+            raise PluginError(f"{exc} (conformance check: {check})") from None
+
+    world = make_check_market(seed=seed, n_users=n_users)
+    view = world.market.view
+    log = _quote_log(view, 200, seed + 1)
+    users, products, wtp = _market_batch(view, n_batch, seed + 2)
+    view._set(quote_wtp_hat=wtp)
+    before = _view_digest(view, users, products, *(getattr(log, f) for f in log.__dataclass_fields__))
+
+    a, b = copy.deepcopy(obj), copy.deepcopy(obj)
+    if call("check_fit_returns_self", "fit", a.fit, view, log) is not a:
+        fail("check_fit_returns_self", "fit() did not return self", "end fit() with 'return self'")
+    passed.append("check_fit_returns_self")
+
+    p1, m1 = quotes("check_quote_output", a, users, products, wtp)
+    passed.append("check_quote_output")
+
+    view._set(quote_wtp_hat=wtp)
+    if _view_digest(view, users, products, *(getattr(log, f) for f in log.__dataclass_fields__)) != before:
+        fail("check_no_view_writes", "fit() or quote() changed the view, the batch or the log",
+             "treat every array you are given as read-only; copy before changing")  # fmt: skip
+    passed.append("check_no_view_writes")
+
+    call("check_deterministic", "fit", b.fit, view, log)
+    p2, m2 = quotes("check_deterministic", b, users, products, wtp)
+    p3, m3 = quotes("check_deterministic", a, users, products, wtp)
+    for p, m, what in ((p2, m2, "two copies fitted on the same log"), (p3, m3, "quoting the same batch twice")):
+        if not (np.array_equal(p, p1) and np.array_equal(m, m1)):
+            fail("check_deterministic", f"{what} gave different prices or masks",
+                 "derive randomness from view.key (sim.rng.uniform), not from global or unseeded generators")  # fmt: skip
+    passed.append("check_deterministic")
+
+    perm = np.random.default_rng(seed + 3).permutation(users.shape[0])
+    pp, mp = quotes("check_batch_order", a, _frozen(users[perm]), _frozen(products[perm]), _frozen(wtp[perm]))
+    if not (np.allclose(pp, p1[perm], rtol=1e-5, atol=0.0) and np.array_equal(mp, m1[perm])):
+        fail("check_batch_order", "permuting the pairs of a batch did not permute the prices",
+             "price each (user, product) pair from its own row, aligned with user_idx and product_idx")  # fmt: skip
+    passed.append("check_batch_order")
+
+    empty_u, empty_p, empty_w = _frozen(np.zeros(0, np.int64)), _frozen(np.zeros(0, np.int32)), _frozen(np.zeros(0))
+    pe, me = quotes("check_empty_batch", copy.deepcopy(a), empty_u, empty_p, empty_w)
+    if pe.shape != (0,) or me.shape != (0,):
+        fail("check_empty_batch", "quote() of an empty batch returned a non-empty result", "return np.zeros(0)")
+    empty_log = type(log)(**{f: getattr(log, f)[:0] for f in log.__dataclass_fields__})
+    c = copy.deepcopy(obj)
+    if call("check_empty_batch", "fit", c.fit, view, empty_log) is not c:
+        fail("check_empty_batch", "fit() of an empty log did not return self", "end fit() with 'return self'")
+    quotes("check_empty_batch", c, users, products, wtp)
+    passed.append("check_empty_batch")
+
+    try:
+        view.true_price_sensitivity  # noqa: B018
+    except AttributeError:
+        pass
+    else:  # pragma: no cover - the platform's own guard
+        fail("check_no_ground_truth", "the view exposed ground truth", "report a bug in sim.market.view")
+    passed.append("check_no_ground_truth")
     return passed

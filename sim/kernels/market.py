@@ -137,7 +137,7 @@ def offer_values(occ_user, occ_product, interest, income_factor, cohort, emb, li
         u, p = occ_user[i], occ_product[i]
         dot = 0.0
         for k in range(d):
-            dot += float(interest[u, k]) * float(emb[p, k])
+            dot += np.float64(interest[u, k]) * np.float64(emb[p, k])  # float64 (numba's float() keeps float32)
         v = value_ratio * float(list_price[p]) * float(income_factor[u]) * math.exp(taste_weight * dot)
         if in_app_mask[p] and cohort[u] == 1:
             v *= 1.0 + in_app_appeal
@@ -196,7 +196,7 @@ def purchase_step(
     for i in nb.prange(occ_user.shape[0]):
         u, p = occ_user[i], occ_product[i]
         lp = float(list_price[p])
-        x = float(price[i])
+        x = np.float64(price[i])
         z = normal(key, tick, u, _P_WTP, _P_WTP2)
         value = value_mean[i] * math.exp(wtp_sigma * z)
         fraud = fraud_mask[p]
@@ -217,9 +217,9 @@ def purchase_step(
         paid = 0.0
         if buy and go_outside:
             outcome = OUTCOME_OUTSIDE
-            paid = offer
+            paid = np.float64(np.float32(offer))  # amounts are recorded in float32: pay what is recorded
         elif buy:
-            if x > float(payment_cap[u]) or float(platform_spend_month[u]) + x > float(monthly_cap[u]):
+            if x > np.float64(payment_cap[u]) or np.float64(platform_spend_month[u]) + x > np.float64(monthly_cap[u]):
                 blocked = True
             else:
                 outcome = OUTCOME_PLATFORM
@@ -242,8 +242,9 @@ def purchase_step(
 def wtp_estimates(key, tick, occ_user, value_mean, error_sigma, out):
     """Estimate (as the platform) each offer's willingness to pay (yuan).
 
-    ``value_mean * exp(error_sigma * z - error_sigma**2 / 2)``: unbiased in mean, with
-    log-normal error ``error_sigma`` standing for what the platform learns from its data.
+    ``value_mean * exp(error_sigma * z - error_sigma**2 / 2)``: a log-normal error of
+    scale ``error_sigma`` with mean 1 around the offer's median value (``value_mean``; the
+    occasion's own taste shock is not in it), standing for what the platform learns from its data.
 
     Parameters
     ----------

@@ -161,7 +161,7 @@ def checked_quotes(out, n_batch: int, label: str) -> tuple[np.ndarray, np.ndarra
         raise PluginError(
             f"pricer '{label}': quote() returned shape {out.shape}, expected ({n_batch},); fix: one price per (user, product) pair"
         )
-    if out.dtype.kind not in "fiu":
+    if out.dtype.kind != "f":
         raise PluginError(f"pricer '{label}': quote() returned dtype {out.dtype}; fix: return float prices")
     prices = out.astype(np.float32)
     if n_batch and not np.isfinite(prices).all():

@@ -33,7 +33,7 @@ import numpy as np
 from sim.kernels import market as K
 from sim.market.state import DAYS_PER_MONTH, make_products, make_shoppers
 from sim.market.view import MarketView, QuoteLog, checked_quotes
-from sim.platform import PluginError
+from sim.platform import PluginError, _readonly
 from sim.registry import make_pricer
 from sim.rng import Purpose, hash4, spawn_generators
 from sim.scenario import PricerSettings, Scenario
@@ -93,7 +93,10 @@ class Market:
         self.pricer = make_pricer(sc.pricer if pricer is None else pricer)
         self.pricer_label = sc.pricer.kind if pricer is None else type(pricer).__name__
         ref_kind = sc.audit.counterfactual_pricer
-        self.reference_pricer = make_pricer(PricerSettings(kind=ref_kind))
+        try:
+            self.reference_pricer = make_pricer(PricerSettings(kind=ref_kind))
+        except PluginError as exc:
+            raise PluginError(f"audit.counterfactual_pricer (the reference pricer): {exc}") from None
         self.reference_label = ref_kind
         n, p = users.n_users, self.products.n_products
         self.conv_offers = np.zeros((p, 3), dtype=np.float64)
@@ -144,6 +147,14 @@ class Market:
         except Exception as exc:  # noqa: BLE001 - a plugin's failure is reported as the plugin's
             raise PluginError(f"pricer '{label}': quote() raised {type(exc).__name__}: {exc}") from exc
         return checked_quotes(out, occ_user.shape[0], label)
+
+    def _fit(self, pricer, label, log):
+        try:
+            pricer.fit(self.view, log)
+        except PluginError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a plugin's failure is reported as the plugin's
+            raise PluginError(f"pricer '{label}': fit() raised {type(exc).__name__}: {exc}") from exc
 
     # -- the phase ----------------------------------------------------------------------
     def step(self, tick: int, ticks_per_day: int, hour: int, feed_minutes: np.ndarray, profiles: np.ndarray) -> None:
@@ -219,10 +230,12 @@ class Market:
         for name, col in cols.items():
             self._log[name].append(col)
 
-        log = QuoteLog(user_idx=user_ro, product_idx=product_ro, price=price, disclosed_mask=disclosed,
-                       wtp_hat=wtp_hat, bought_mask=bought)  # fmt: skip
-        self.pricer.fit(self.view, log)
-        self.reference_pricer.fit(self.view, log)
+        # copies: a pricer must not be able to rewrite the recorded log, even by re-enabling writes
+        log = QuoteLog(user_idx=_readonly(occ_user.copy()), product_idx=_readonly(product.copy()),
+                       price=_readonly(price.copy()), disclosed_mask=_readonly(disclosed.copy()),
+                       wtp_hat=_readonly(wtp_hat.copy()), bought_mask=_readonly(bought))  # fmt: skip
+        self._fit(self.pricer, self.pricer_label, log)
+        self._fit(self.reference_pricer, self.reference_label, log)
 
     def end_of_day(self, day: int) -> None:
         """Decay loyalty and the conversion estimates; close the month on its last day."""
