@@ -158,17 +158,23 @@ def price_by_segment(records, catalogue) -> bytes:
     width = 0.38
     shown = []
     for d, (dev, color) in enumerate((("Android", "#7f7f7f"), ("iOS", "#9467bd"))):
-        means, errs = [], []
+        means, errs, paid = [], [], []
         for _, select in segments:
-            per_rep = []
+            per_rep, paid_rep = [], []
             for q in _market_quotes(records):
                 m = select(q) & (q["device"] == d) & ~q["disclosed"].astype(bool)
                 if m.any():
                     per_rep.append(float(np.mean(q["price"][m] / q["shadow_price"][m])))
+                b = m & (q["outcome"] == 1)
+                if b.any():
+                    paid_rep.append(float(np.mean(q["price"][b] / q["shadow_price"][b])))
             means.append(np.mean(per_rep) if per_rep else np.nan)
             errs.append(np.std(per_rep, ddof=1) if len(per_rep) > 1 else 0.0)
+            paid.append(np.mean(paid_rep) if paid_rep else np.nan)
         x = np.arange(len(segments)) + (d - 0.5) * width
-        ax.bar(x, means, width=width, yerr=errs, color=color, label=dev, capsize=3)
+        ax.bar(x, means, width=width, yerr=errs, color=color, label=f"{dev}: quoted", capsize=3)
+        ax.plot(x, paid, "D", color="black", ms=4, label="paid (purchases)" if d == 1 else None)
+        shown.extend(v for v in paid if np.isfinite(v))
         for xi, v in zip(x, means, strict=True):
             if np.isfinite(v):
                 ax.text(xi, v + 0.005, f"{v:.3f}", ha="center", va="bottom", fontsize=7)
@@ -177,7 +183,7 @@ def price_by_segment(records, catalogue) -> bytes:
     ax.set_xticks(range(len(segments)), [s for s, _ in segments])
     ax.set_ylim(min([0.9, *shown]) - 0.02, max([1.1, *shown]) + 0.03)
     ax.set_ylabel("price / uniform price")
-    ax.set_title("Price quoted for the same product at the same time, by segment\n(1 = uniform price; "
+    ax.set_title("Price quoted and paid for the same product at the same time, by segment\n(1 = uniform price; "
                  "quotes without a disclosed promotion; bars: sd across replications)", fontsize=10)  # fmt: skip
     ax.legend(fontsize=8)
     return _png(fig)

@@ -28,6 +28,11 @@ BAD = {
     "not_toml": ("[population\nn_users = 3\n", "not valid TOML"),
     "minor_ages_reversed": ("[population]\nminor_age_min = 15\nminor_age_max = 9\n", "minor_age_min"),
     "wrapper_typo": ("[recommender.minors_mode]\ncap_under_16 = 60\n", "recommender.minors_mode"),
+    "market_typo": ("[market]\nn_prodcts = 5\n", "did you mean 'n_products'"),
+    "market_bad_share": ("[market]\nfraud_share = 1.5\n", "market.fraud_share"),
+    "market_bad_targeting": ('[market]\ntargeting = "psychic"\n', "market.targeting"),
+    "unknown_pricer": ('[market]\n[pricer]\nkind = "loyal"\n', "pricer.kind = 'loyal' is unknown"),
+    "bad_pricer_param": ('[market]\n[pricer]\nkind = "loyalty"\nparams = { uplif = 0.1 }\n', "bad params"),
 }
 
 
@@ -44,7 +49,7 @@ def test_malformed_scenario_exit_2(tmp_path, case):
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert str(path) in proc.stderr or "recommender" in proc.stderr
+    assert str(path) in proc.stderr or "recommender" in proc.stderr or "pricer" in proc.stderr
     assert expected in proc.stderr, proc.stderr
     assert not (tmp_path / "out" / "metrics.parquet").exists()
 

@@ -70,7 +70,8 @@ class PersonalisedPricer(BasePricer):
         third-degree pricing: each segment pays ``list * m_s``, where ``m_s``
         maximises the expected margin ``(m - cost/list) * share(wtp_hat/list >= m)``
         over the segment's past estimates (the monopoly price of the segment's
-        demand curve); ``"none"`` is one segment (uniform monopoly pricing).
+        demand curve); ``"none"`` is one segment (uniform monopoly pricing). The
+        multipliers searched are :attr:`GRID` (0.02 to 6 times the list price, step 0.01).
     capture : float
         Share of the estimated willingness to pay charged under ``"user"``.
     memory : int
@@ -103,10 +104,24 @@ class PersonalisedPricer(BasePricer):
             self._ratios[int(s)] = np.concatenate([old, ratios[seg == s]])[-self.memory :]
 
     def segment_multiplier(self, ratios: np.ndarray, cost_ratio: float) -> float:
-        """Return the margin-maximising multiplier of the list price for one segment's estimates."""
+        """Return the margin-maximising multiplier of the list price for one segment's estimates.
+
+        Parameters
+        ----------
+        ratios : float (n_samples,)
+            Past estimates of willingness to pay over list price in the segment.
+        cost_ratio : float
+            The product's unit cost over its list price.
+        """
+        return float(self.segment_multipliers(ratios, np.array([cost_ratio]))[0])
+
+    def segment_multipliers(self, ratios: np.ndarray, cost_ratios: np.ndarray) -> np.ndarray:
+        """Vector form of :meth:`segment_multiplier`: one multiplier per cost ratio, shape (n_batch,)."""
         srt = np.sort(ratios)
         share = 1.0 - np.searchsorted(srt, self.GRID, side="left") / max(srt.size, 1)
-        return float(self.GRID[np.argmax((self.GRID - cost_ratio) * share)])
+        uniq, inverse = np.unique(np.asarray(cost_ratios, dtype=np.float64), return_inverse=True)
+        best = np.argmax((self.GRID[None, :] - uniq[:, None]) * share[None, :], axis=1)
+        return self.GRID[best][inverse]
 
     def quote(self, user_idx, product_idx, view: MarketView):
         """Charge each user (or segment) what the platform estimates it will bear."""
@@ -116,14 +131,13 @@ class PersonalisedPricer(BasePricer):
         if self.segment_by == "user":
             return np.maximum(cost, self.capture * wtp).astype(np.float32)
         seg = self._segment(user_idx, view)
-        cost_ratio = float(np.mean(cost / lp)) if lp.size else 0.0
         price = np.empty(len(user_idx))
         for s in np.unique(seg):
             pool = self._ratios.get(int(s))
             here = seg == s
             if pool is None or pool.size < 100:  # too little history: learn from this batch
                 pool = np.concatenate([pool if pool is not None else np.zeros(0), wtp[here] / lp[here]])
-            price[here] = lp[here] * self.segment_multiplier(pool, cost_ratio)
+            price[here] = lp[here] * self.segment_multipliers(pool, cost[here] / lp[here])
         return np.maximum(price, cost).astype(np.float32)
 
     def fit(self, view: MarketView, log: QuoteLog):
