@@ -79,25 +79,23 @@ class PlatformView:
     """
 
     _FORBIDDEN = "true_"
+    _READERS = "recommenders see only the platform's data (content features, logs and *_hat estimates)"
 
     def __init__(self, **arrays):
-        for name, value in arrays.items():
-            object.__setattr__(self, name, _readonly(value) if isinstance(value, np.ndarray) else value)
+        self._set(**arrays)
 
     def _set(self, **values):
+        """Set attributes (engine only); arrays are stored as read-only views."""
         for name, value in values.items():
             object.__setattr__(self, name, _readonly(value) if isinstance(value, np.ndarray) else value)
 
     def __setattr__(self, name, value):
-        raise AttributeError(f"PlatformView is read-only (tried to set {name!r})")
+        raise AttributeError(f"{type(self).__name__} is read-only (tried to set {name!r})")
 
     def __getattr__(self, name):
         if name.startswith(self._FORBIDDEN):
-            raise AttributeError(
-                f"{name!r} is ground truth; recommenders see only the platform's data "
-                "(content features, logs and *_hat estimates)"
-            )
-        raise AttributeError(f"PlatformView has no attribute {name!r}")
+            raise AttributeError(f"{name!r} is ground truth; {self._READERS}")
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)

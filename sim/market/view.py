@@ -29,12 +29,12 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from sim.platform import PluginError, _readonly
+from sim.platform import PlatformView, PluginError
 
 __all__ = ["BasePricer", "MarketView", "Pricer", "QuoteLog"]
 
 
-class MarketView:
+class MarketView(PlatformView):
     """Read-only view of the platform's market data for pricers.
 
     Attributes (n = n_users, P = n_products)
@@ -66,24 +66,7 @@ class MarketView:
         each (user, product) being quoted (yuan), aligned with the batch.
     """
 
-    def __init__(self, **arrays):
-        for name, value in arrays.items():
-            object.__setattr__(self, name, _readonly(value) if isinstance(value, np.ndarray) else value)
-
-    def _set(self, **values):
-        for name, value in values.items():
-            object.__setattr__(self, name, _readonly(value) if isinstance(value, np.ndarray) else value)
-
-    def __setattr__(self, name, value):
-        raise AttributeError("MarketView is read-only")
-
-    def __getattr__(self, name):
-        if name.startswith("true_"):
-            raise AttributeError(
-                f"MarketView has no '{name}': ground truth is hidden from the platform; "
-                "use the platform's records and estimates (quote_wtp_hat, user_purchases_stock, ...)"
-            )
-        raise AttributeError(f"MarketView has no attribute '{name}'")
+    _READERS = "pricers see only the platform's records and estimates (quote_wtp_hat, user_purchases_stock, ...)"
 
 
 @dataclass(frozen=True)
