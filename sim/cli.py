@@ -9,6 +9,11 @@ audit SCENARIO
     Also run the counterfactual, and write findings.json and report.html.
 list
     The recommenders and pricers available by name.
+sweep SWEEP --out DIR
+    Run a sweep of experiments on Dask (resumable); write the experiments and outcomes
+    tables, and a policy comparison by lever (policy.parquet, policy.png).
+sensitivity SWEEP --out DIR
+    Run a ``design = "sobol"`` sweep and write Sobol indices (sobol.parquet, sobol.png).
 
 Exit codes: 0 success, 2 bad input (one line, no traceback), 1 internal error.
 """
@@ -44,7 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("audit", help="simulate, run the counterfactual, and write findings and a report")
     common(a)
     a.add_argument("--replications", type=int, default=None, help="replications (default: the scenario's)")
-    sub.add_parser("list", help="list the recommenders available by name")
+    sub.add_parser("list", help="list the recommenders and pricers available by name")
+
+    def sweep_args(sp):
+        sp.add_argument("sweep", help="sweep TOML file, e.g. scenarios/minors_cap_sweep.toml")
+        sp.add_argument("--out", required=True, help="output directory (re-run into it to resume)")
+        sp.add_argument("--cluster", default=None, help="address of a running Dask scheduler, e.g. tcp://host:8786 "
+                        "(default: a local cluster)")  # fmt: skip
+        sp.add_argument("--workers", type=int, default=None, help="local cluster workers (default: one per core)")
+        sp.add_argument("--retry-failed", action="store_true", help="run again the experiments recorded as errors")
+        sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sweep_args(sub.add_parser("sweep", help="run a sweep of experiments on a Dask cluster (resumable)"))
+    sweep_args(sub.add_parser("sensitivity", help="run a design = 'sobol' sweep and compute Sobol indices"))
     return p
 
 
@@ -179,6 +196,82 @@ def _cmd_list(args) -> int:
     return 0
 
 
+def _sweep(args):
+    from sim.sweep.runner import run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise _BadInput(f"--workers must be >= 1 (got {args.workers})")
+    res = run_sweep(args.sweep, args.out, cluster=args.cluster, workers=args.workers, progress=_progress(args),
+                    retry_failed=args.retry_failed)  # fmt: skip
+    print(f"ran {res.n_run} experiments ({res.n_failed} failed), skipped {res.n_skipped} already done, "
+          f"{res.wall_seconds:.1f} s")  # fmt: skip
+    if res.n_failed or (len(res.experiments) and (res.experiments["status"] != "ok").any()):
+        bad = res.experiments[res.experiments["status"] != "ok"]
+        print(f"  {len(bad)} experiment(s) recorded as errors, e.g. {bad['experiment_id'].iloc[0]}: "
+              f"{bad['error'].iloc[0]}")  # fmt: skip
+    return res
+
+
+def _cmd_sweep(args) -> int:
+    from audits.sweeps import policy_comparison, policy_figure
+    from sim.output import write_parquet
+    from sim.sweep.spec import load_sweep
+
+    spec, _ = load_sweep(args.sweep)
+    res = _sweep(args)
+    out = Path(args.out)
+    if spec.levers and len(res.outcomes):
+        table = policy_comparison(spec, res.experiments, res.outcomes)
+        write_parquet(table, out / "policy.parquet", {"sweep": spec.name})
+        _write_bytes(out / "policy.png", policy_figure(spec, table))
+        _print_policy(spec, table)
+    print(
+        f"wrote {out}/experiments/, outcomes/ (Parquet datasets)"
+        + (", policy.parquet, policy.png" if spec.levers else "")
+    )
+    return 0
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    import os
+
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _print_policy(spec, table) -> None:
+    levers = [a.column for a in spec.levers]
+    for (metric, cohort), g in table.groupby(["outcome", "cohort"], sort=False):
+        print(f"  {metric} ({cohort}):")
+        for _, r in g.iterrows():
+            setting = ", ".join(f"{c}={r[c]}" for c in levers)
+            print(f"    {setting:32s} {r['mean']:9.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]  "
+                  f"vs reference {r['diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]")  # fmt: skip
+
+
+def _cmd_sensitivity(args) -> int:
+    from audits.sweeps import sobol_figure, sobol_indices
+    from sim.output import write_parquet
+    from sim.sweep.spec import load_sweep
+
+    spec, _ = load_sweep(args.sweep)
+    if spec.design != "sobol":
+        raise _BadInput(f"{args.sweep}: design = '{spec.design}'; fix: set design = \"sobol\" (and sobol_samples) "
+                        "for a sensitivity analysis")  # fmt: skip
+    res = _sweep(args)
+    table = sobol_indices(spec, res.experiments, res.outcomes)
+    out = Path(args.out)
+    write_parquet(table, out / "sobol.parquet", {"sweep": spec.name})
+    _write_bytes(out / "sobol.png", sobol_figure(spec, table))
+    ok = table[table["error"] == ""]
+    for (metric, cohort), g in ok.groupby(["outcome", "cohort"], sort=False):
+        parts = ", ".join(f"{r.parameter} S1={r.S1:.2f} ST={r.ST:.2f}" for r in g.itertuples())
+        print(f"  {metric} ({cohort}): {parts}")
+    print(f"wrote {out}/sobol.parquet, sobol.png")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``recaudit`` console script; returns the exit code."""
     from sim.output import OutputError
@@ -186,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "audit": _cmd_audit, "list": _cmd_list}[args.command](args)
+        commands = {"run": _cmd_run, "audit": _cmd_audit, "list": _cmd_list, "sweep": _cmd_sweep,
+                    "sensitivity": _cmd_sensitivity}  # fmt: skip
+        return commands[args.command](args)
     except (ScenarioError, _BadInput, OutputError) as exc:
         print(f"recaudit: error: {exc}", file=sys.stderr)
         return 2

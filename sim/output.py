@@ -69,7 +69,7 @@ def staged_output(out_dir: str | Path):
 
 
 def write_parquet(df: pd.DataFrame, path: Path, metadata_json: dict | None = None) -> None:
-    """Write a DataFrame as Parquet (pyarrow), with optional JSON metadata in the schema."""
+    """Write a DataFrame as Parquet (pyarrow), with optional JSON metadata in the schema; atomic (temp + rename)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -78,7 +78,10 @@ def write_parquet(df: pd.DataFrame, path: Path, metadata_json: dict | None = Non
         meta = dict(table.schema.metadata or {})
         meta[b"recaudit"] = json.dumps(metadata_json, default=str).encode()
         table = table.replace_schema_metadata(meta)
-    pq.write_table(table, path)
+    path = Path(path)
+    tmp = path.with_name("." + path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
 
 
 def write_json(obj, path: Path) -> None:
