@@ -157,6 +157,7 @@ def run_audit(
         number of runs; 1 runs everything in this process.
     """
     started = time.perf_counter()
+    workers = _workers_for(workers, recommender, pricer)
     cat = catalogue or load_catalogue()
     reps = replications or scenario.audit.replications
     cf_kind = scenario.audit.counterfactual
@@ -206,6 +207,23 @@ def run_audit(
         catalogue=cat,
         wall_seconds=time.perf_counter() - started,
     )
+
+
+def _workers_for(workers: int | None, *plugins) -> int | None:
+    """Run in this process when a plugin's class lives in ``__main__`` (a notebook or script).
+
+    Spawned worker processes import plugins by module name, and ``__main__`` of a notebook
+    is not importable; asking for several workers then is an error that says so.
+    """
+    local = [type(p).__name__ for p in plugins if p is not None and type(p).__module__ == "__main__"]
+    if not local:
+        return workers
+    if workers is not None and workers > 1:
+        raise ValueError(
+            f"{', '.join(local)} is defined in __main__ (a notebook or script), which worker processes cannot "
+            "import; fix: pass workers=1, or move the class into an importable module"
+        )
+    return 1
 
 
 def _simulate_job(job) -> RunRecord:

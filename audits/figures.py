@@ -1,17 +1,19 @@
-"""Report figures (the only module that imports matplotlib). Each returns PNG bytes."""
+"""Report figures. Each returns PNG bytes.
+
+Figures are built with matplotlib's object-oriented API (:class:`matplotlib.figure.Figure`),
+never through pyplot, so building a report does not change the backend or the figures of a
+notebook that imports this module.
+"""
 
 from __future__ import annotations
 
 import io
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from audits.metrics import cohort_masks  # noqa: E402
-from sim.scenario import COHORTS  # noqa: E402
+from audits.metrics import cohort_masks
+from sim.scenario import COHORTS
 
 __all__ = [
     "daily_minutes",
@@ -29,17 +31,22 @@ __all__ = [
 _COLORS = {"adult": "#1f77b4", "minor": "#d62728", "elderly": "#2ca02c"}
 
 
+def _figure(figsize, nrows=1, ncols=1, squeeze=True):
+    """Return a new (figure, axes) pair, outside pyplot's state."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return buf.getvalue()
 
 
 def daily_minutes(records, cf_records, cf_label: str) -> bytes:
     """Mean daily minutes by cohort over the days: audited (solid) vs counterfactual (dashed)."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    fig, ax = _figure((7.5, 3.6))
     for recs, style, label in ((records, "-", "audited"), (cf_records, "--", cf_label)):
         for c, name in enumerate(COHORTS):
             m = recs[0].cohort == c
@@ -59,7 +66,7 @@ def daily_minutes(records, cf_records, cf_label: str) -> bytes:
 
 def hourly_use(records) -> bytes:
     """Minutes per user-day by hour of day and cohort; the 22:00-06:00 window shaded."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    fig, ax = _figure((7.5, 3.4))
     ax.axvspan(-0.5, 5.5, color="#eeeeee")
     ax.axvspan(21.5, 23.5, color="#eeeeee")
     hourly = np.mean([r.hourly_minutes for r in records], axis=0)
@@ -84,7 +91,7 @@ def minors_caps(records, catalogue) -> bytes:
     bands = [("minor_under_8", "under 8", catalogue.caps["under_8_minutes"]),
              ("minor_8_15", "8-15", catalogue.caps["under_16_minutes"]),
              ("minor_16_17", "16-17", catalogue.caps["under_18_minutes"])]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    fig, ax = _figure((7.5, 3.6))
     rng = np.random.default_rng(0)  # jitter only
     minutes = np.concatenate([r.day_column("minutes") for r in records], axis=0)
     labels = []
@@ -109,7 +116,7 @@ def minors_caps(records, catalogue) -> bytes:
 
 def feed_entropy(records, cf_records, cf_label: str) -> bytes:
     """Mean category entropy of users' feeds by day: audited vs counterfactual."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    fig, ax = _figure((7.5, 3.2))
     for recs, style, label in ((records, "-", "audited"), (cf_records, "--", cf_label)):
         series = np.mean([np.nanmean(r.feed_days[:, :, 0], axis=1) for r in recs], axis=0)
         ax.plot(np.arange(1, len(series) + 1), series, style, marker="o", ms=3, label=label)
@@ -128,7 +135,7 @@ def optout_alignment(records) -> bytes:
     rec = records[0]
     imp = rec.day_column("impressions").sum(axis=0)
     opt = np.flatnonzero(rec.opt_out_mask & (imp > 0))
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    fig, ax = _figure((7.5, 3.2))
     if opt.size >= 2:
         feed = rec.imp_emb_sum[opt] / imp[opt, None]
         feed = feed / np.maximum(np.linalg.norm(feed, axis=1, keepdims=True), 1e-12)
@@ -154,7 +161,7 @@ def price_by_segment(records, catalogue) -> bytes:
     segments = (("new customer", lambda q: q["lifetime_purchases"] == 0),
                 ("occasional", lambda q: (q["lifetime_purchases"] > 0) & (q["purchases_stock"] < loyal_min)),
                 ("loyal", lambda q: (q["lifetime_purchases"] > 0) & (q["purchases_stock"] >= loyal_min)))  # fmt: skip
-    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    fig, ax = _figure((7.5, 3.4))
     width = 0.38
     shown = []
     for d, (dev, color) in enumerate((("Android", "#7f7f7f"), ("iOS", "#9467bd"))):
@@ -191,7 +198,7 @@ def price_by_segment(records, catalogue) -> bytes:
 
 def surplus_by_cohort(records, pricer_cf_records, cf_label: str) -> bytes:
     """Art. 21: consumer surplus per user-month by cohort, audited pricer vs the reference pricer."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    fig, ax = _figure((7.5, 3.2))
     width = 0.38
     for k, (recs, label, color) in enumerate(((records, "audited pricer", "#d62728"),
                                                (pricer_cf_records, cf_label, "#1f77b4"))):  # fmt: skip
@@ -216,7 +223,7 @@ def surplus_by_cohort(records, pricer_cf_records, cf_label: str) -> bytes:
 
 def fraud_exposure(records) -> bytes:
     """Art. 19: share of offers that are fraudulent, by cohort and day."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    fig, ax = _figure((7.5, 3.2))
     n_days = records[0].n_days
     tpd = records[0].scenario.ticks_per_day
     for c, name in enumerate(COHORTS):
@@ -239,7 +246,7 @@ def fraud_exposure(records) -> bytes:
 
 def spend_vs_budget(records, cf_records, cf_label: str) -> bytes:
     """Art. 8: spend over the run relative to each user's budget for it, audited vs counterfactual."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    fig, ax = _figure((7.5, 3.2))
     bins = np.linspace(0, 4, 41)
     for recs, label, color in ((records, "audited", "#d62728"), (cf_records, cf_label, "#1f77b4")):
         ratios = []
@@ -262,7 +269,7 @@ def spend_vs_budget(records, cf_records, cf_label: str) -> bytes:
 
 def minors_payments(records, catalogue) -> bytes:
     """Art. 18: minors' platform payments by age against the per-payment caps."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    fig, ax = _figure((7.5, 3.2))
     for r in records:
         if r.market is None:
             continue

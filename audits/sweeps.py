@@ -82,27 +82,21 @@ def policy_comparison(
 
 
 def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return buf.getvalue()
 
 
 def policy_figure(spec: SweepSpec, table: pd.DataFrame) -> bytes:
     """Mean and interval of every outcome by lever setting (one panel per outcome and cohort)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from audits.figures import _figure
 
     levers = [a.column for a in spec.levers]
     keys = list(table.groupby(["outcome", "cohort"], sort=False).groups)
     ncol = 2 if len(keys) > 1 else 1
     nrow = math.ceil(len(keys) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 2.8 * nrow), squeeze=False)
+    fig, axes = _figure((5.2 * ncol, 2.8 * nrow), nrow, ncol, squeeze=False)
     for ax, (metric, cohort) in zip(axes.ravel(), keys, strict=False):
         t = table[(table["outcome"] == metric) & (table["cohort"] == cohort)]
         labels = [", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in row) for row in t[levers].to_numpy()]
@@ -161,10 +155,7 @@ def sobol_indices(spec: SweepSpec, experiments: pd.DataFrame, outcomes: pd.DataF
 
 def sobol_figure(spec: SweepSpec, table: pd.DataFrame) -> bytes:
     """First-order and total indices by parameter, one panel per outcome (first lever setting)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from audits.figures import _figure
 
     t = table[table["error"] == ""]
     levers = [a.column for a in spec.levers]
@@ -174,7 +165,7 @@ def sobol_figure(spec: SweepSpec, table: pd.DataFrame) -> bytes:
     keys = list(t.groupby(["outcome", "cohort"], sort=False).groups)
     ncol = 2 if len(keys) > 1 else 1
     nrow = max(1, math.ceil(len(keys) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 2.8 * nrow), squeeze=False)
+    fig, axes = _figure((5.2 * ncol, 2.8 * nrow), nrow, ncol, squeeze=False)
     for ax, (metric, cohort) in zip(axes.ravel(), keys, strict=False):
         g = t[(t["outcome"] == metric) & (t["cohort"] == cohort)]
         x = np.arange(len(g))

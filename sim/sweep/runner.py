@@ -196,7 +196,7 @@ def _client(cluster: str | None, workers: int | None, processes: bool):
                 "'dask scheduler' and 'dask worker ADDRESS', or leave --cluster out for a local cluster"
             ) from None
     n = workers or os.cpu_count() or 1
-    local = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=None,
+    local = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=":0",
                          silence_logs=40)  # fmt: skip
     return Client(local), local
 

@@ -22,6 +22,9 @@ A sweep file is TOML::
     range = [0.25, 0.45]
     samples = 3                        # grid: evenly spaced points of the range
 
+The first value of every lever is the reference setting: the policy comparison
+(:func:`audits.sweeps.policy_comparison`) reports differences from it.
+
 Experiments are the design points (every combination of lever values, times
 every uncertainty point) times the replications. Replication ``r`` of every
 design point uses the same seed and replication index, so levers are compared
