@@ -29,6 +29,7 @@ from audits.catalogue import Catalogue, MetricSpec, load_catalogue
 from audits.market_metrics import PRICER_CF_METRICS
 from audits.metrics import build_estimators
 from sim.engine import simulate
+from sim.memory import check_memory
 from sim.record import RunRecord
 from sim.rng import spawn_generators
 from sim.scenario import Scenario
@@ -175,6 +176,8 @@ def run_audit(
         jobs.append((cf_scenario, r, None, None))
         if pricer_cf:
             jobs.append((pricer_scenario, r, copy.deepcopy(recommender), None))
+    n_workers = min(len(jobs), os.cpu_count() or 1) if workers is None else max(1, workers)
+    check_memory(scenario, runs=len(jobs), concurrent=n_workers)
     done = _run_all(jobs, workers=workers, progress=progress)
     stride = 3 if pricer_cf else 2
     recs, cfs = done[0::stride], done[1::stride]

@@ -121,9 +121,11 @@ def _tables(rec) -> str:
 
 def _cmd_run(args) -> int:
     from sim.engine import simulate
+    from sim.memory import check_memory
     from sim.output import manifest, staged_output, write_json
 
     sc, out = _load(args)
+    check_memory(sc)  # before anything is written
     command = "recaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with staged_output(out) as stage:
         rec = simulate(sc, progress=_progress(args))
@@ -155,12 +157,17 @@ _HEADLINES = ("loyal_new_price_ratio", "fraud_exposure_ratio")  # printed under 
 
 
 def _cmd_audit(args) -> int:
+    import os
+
     from audits.audit import article_verdicts, run_audit
     from audits.report import render_html
+    from sim.memory import check_memory
     from sim.output import manifest, staged_output, write_json
 
     sc, out = _load(args)
     reps = args.replications or sc.audit.replications
+    runs = reps * (3 if sc.market is not None and sc.pricer.kind != sc.audit.counterfactual_pricer else 2)
+    check_memory(sc, runs=runs, concurrent=min(runs, os.cpu_count() or 1))  # before anything is written
     command = "recaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with staged_output(out) as stage:
         result = run_audit(sc, replications=reps, progress=_progress(args))

@@ -35,6 +35,7 @@ import numpy as np
 from sim.kernels import feed
 from sim.kernels import layout as L
 from sim.market.world import Market
+from sim.memory import check_memory
 from sim.platform import InteractionLog, PlatformView, PluginError
 from sim.record import RunRecord
 from sim.registry import make_recommender
@@ -364,6 +365,13 @@ class FeedWorld:
 def simulate(
     scenario: Scenario, replication: int = 0, recommender=None, progress: bool = False, pricer=None
 ) -> RunRecord:
-    """Run ``scenario`` (replication ``replication``) and return its :class:`RunRecord`."""
+    """Run ``scenario`` (replication ``replication``) and return its :class:`RunRecord`.
+
+    Raises
+    ------
+    ScenarioError
+        If the run would not fit in the memory available (:func:`sim.memory.check_memory`).
+    """
+    check_memory(scenario)
     world = FeedWorld(scenario, replication=replication, recommender=recommender, pricer=pricer)
     return world.run(progress=progress)

@@ -1,0 +1,127 @@
+"""Memory a scenario needs, estimated before anything is allocated.
+
+A run that does not fit is refused with a clear message (how much it needs,
+how much the machine has available) instead of being killed by the operating
+system half-way. The estimate adds up the struct-of-arrays state (bytes per
+user, per item, per product), the per-user-day records kept for the audit, the
+market's quote log (expected quotes from the scenario's rates), the transient
+arrays of one sub-step, and the interpreter with numpy, numba and the compiled
+kernels. The per-unit byte counts below are read off the dtypes in
+``sim/state.py``, ``sim/market/state.py`` and ``sim/record.py``; the two
+behavioural factors (how many users are active in the busiest sub-step, how
+many minutes a user scrolls) are calibrated by ``benchmarks/memory_check.py``
+against measured peak resident memory.
+
+Public objects
+--------------
+estimate_memory
+    Bytes a run (or an audit of several runs) needs, by component.
+available_memory
+    Bytes the machine can give now (``MemAvailable``).
+check_memory
+    Raise :class:`sim.scenario.ScenarioError` if the estimate does not fit.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sim.scenario import Scenario, ScenarioError
+
+__all__ = ["available_memory", "check_memory", "estimate_memory"]
+
+PROCESS_BASE = 300 * 2**20  # Python, numpy, pandas, numba and the loaded kernels (measured ~250-280 MB)
+PEAK_ACTIVE_SHARE = 0.25  # share of users in session in the busiest sub-step (calibration: evening peak)
+FEED_MINUTES_PER_DAY = 200.0  # generous mean scrolling for the expected number of sponsored offers
+QUOTE_BYTES = 140  # one row of the quote log: 25 columns (sim.market.world.QUOTE_COLUMNS)
+
+
+def _world_bytes(sc: Scenario) -> dict[str, float]:
+    n, d, t = sc.population.n_users, sc.population.interest_dim, sc.clock.days
+    m, c = sc.catalogue.n_items, sc.catalogue.n_categories
+    k, s = sc.recommender.n_candidates, sc.recommender.slate_size
+    per_user = (
+        2 * 4 * d  # true_interest, true_interest0
+        + 4 * d  # user_hat
+        + 4 * d  # imp_emb_sum
+        + 16 * 4  # minhash
+        + 4 * c  # category counts of today's feed
+        + 11 * 4  # day_stats
+        + 8 * 4 + 6  # scalar float32 state and masks
+    )  # fmt: skip
+    parts = {
+        "users": n * per_user,
+        "items": m * (4 * d + 8 * 4),
+        "per-user-day records": n * t * (11 + 2) * 4,
+        "sub-step buffers": PEAK_ACTIVE_SHARE * n * (k * (4 + 4) + s * 4 + 32),
+    }
+    if sc.market is not None:
+        mk = sc.market
+        per_day = mk.store_visits_per_day + mk.offers_per_feed_minute * FEED_MINUTES_PER_DAY
+        parts["market state"] = n * 16 * 4 + mk.n_products * (4 * d + 24)
+        parts["quote log"] = n * t * per_day * QUOTE_BYTES
+    return parts
+
+
+def estimate_memory(sc: Scenario, runs: int = 1, concurrent: int = 1) -> dict[str, float]:
+    """Estimate the bytes needed to run ``runs`` simulations of ``sc``, ``concurrent`` at a time.
+
+    Each concurrent run holds a whole world; the records of every run are kept
+    until the audit is computed (records are the per-user-day counters, the
+    quote log and about 0.25 KB per user of final state).
+
+    Returns
+    -------
+    dict of str -> float
+        Bytes by component, with ``"total"``.
+    """
+    world = _world_bytes(sc)
+    one = sum(world.values())
+    record = world["per-user-day records"] + world.get("quote log", 0.0) + 256 * sc.population.n_users
+    concurrent = max(1, min(concurrent, runs))
+    out = {f"{name} (x{concurrent})": v * concurrent for name, v in world.items()}
+    out["kept records"] = record * max(0, runs - concurrent)
+    out["processes"] = PROCESS_BASE * (concurrent + (1 if concurrent > 1 else 0))
+    out["total"] = one * concurrent + out["kept records"] + out["processes"]
+    return out
+
+
+def available_memory() -> float:
+    """Bytes available for new allocations (``MemAvailable`` on Linux; total physical memory otherwise)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def _gib(x: float) -> str:
+    return f"{x / 2**30:.1f} GiB"
+
+
+def check_memory(sc: Scenario, runs: int = 1, concurrent: int = 1, available: float | None = None) -> dict:
+    """Raise :class:`ScenarioError` when the estimated memory exceeds what is available.
+
+    The message gives the estimate, its largest parts and what is available, and how to fit.
+    ``RECAUDIT_SKIP_MEMORY_CHECK=1`` turns the check off (at your own risk).
+    """
+    est = estimate_memory(sc, runs=runs, concurrent=concurrent)
+    if os.environ.get("RECAUDIT_SKIP_MEMORY_CHECK") == "1":
+        return est
+    avail = available_memory() if available is None else available
+    if est["total"] > 0.9 * avail:
+        parts = sorted(((v, k) for k, v in est.items() if k != "total"), reverse=True)[:3]
+        detail = ", ".join(f"{k} {_gib(v)}" for v, k in parts)
+        raise ScenarioError(
+            f"scenario '{sc.name}' needs about {_gib(est['total'])} of memory ({detail}) for "
+            f"{sc.population.n_users:,} users x {sc.clock.days} days ({runs} run(s), {concurrent} at a time), "
+            f"but this machine has {_gib(avail)} available; fix: fewer users (--users) or days (--days), "
+            "fewer replications or workers, or a machine with more memory"
+        )
+    return est
