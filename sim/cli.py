@@ -6,7 +6,8 @@ run SCENARIO
     Simulate and write metrics.parquet, users.parquet, hourly.parquet (and quotes.parquet
     with a market), manifest.json.
 audit SCENARIO
-    Also run the counterfactual, and write findings.json and report.html.
+    Also run the counterfactual, and write findings.json, report.html and a draft
+    Art. 24 self-assessment (self_assessment.md).
 list
     The recommenders and pricers available by name.
 sweep SWEEP --out DIR
@@ -161,6 +162,7 @@ def _cmd_audit(args) -> int:
 
     from audits.audit import article_verdicts, run_audit
     from audits.report import render_html
+    from audits.self_assessment import render_self_assessment
     from sim.memory import check_memory
     from sim.output import manifest, staged_output, write_json
 
@@ -178,6 +180,7 @@ def _cmd_audit(args) -> int:
         _write_run_tables(stage, result.records[0], meta)
         write_json([f.to_dict() for f in result.findings], stage / "findings.json")
         (stage / "report.html").write_text(render_html(result, manifest=meta), encoding="utf-8")
+        (stage / "self_assessment.md").write_text(render_self_assessment(result, manifest=meta), encoding="utf-8")
         write_json(meta, stage / "manifest.json")
     verdicts = article_verdicts(result.findings)
     print(f"audited '{sc.name}': {sc.population.n_users:,} users, {sc.clock.days} days, {reps} replication(s), "
@@ -189,7 +192,7 @@ def _cmd_audit(args) -> int:
         if headline is not None and headline.value is not None:
             print(f"           {headline.metric} = {headline.value:.3f} "
                   f"[{headline.ci_low:.3f}, {headline.ci_high:.3f}] ({headline.verdict})")  # fmt: skip
-    print(f"wrote {out}/report.html, findings.json, {_tables(result.records[0])}manifest.json")
+    print(f"wrote {out}/report.html, self_assessment.md, findings.json, {_tables(result.records[0])}manifest.json")
     return 0
 
 

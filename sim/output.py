@@ -34,7 +34,7 @@ _PACKAGES = ("recaudit", "numpy", "numba", "pandas", "pyarrow", "scipy", "mesa",
 # removed, so a directory never mixes the results of two runs.
 OUTPUT_NAMES = (
     "metrics.parquet", "users.parquet", "hourly.parquet", "quotes.parquet", "manifest.json", "findings.json",
-    "report.html",
+    "report.html", "self_assessment.md",
 )  # fmt: skip
 
 

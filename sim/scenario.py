@@ -43,6 +43,7 @@ __all__ = [
     "MarketSettings",
     "PricerSettings",
     "DiversitySettings",
+    "FilingSettings",
     "MinorsModeSettings",
     "NonPersonalisedSettings",
     "PopulationSettings",
@@ -333,6 +334,25 @@ class PricerSettings(_Settings):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+ALGORITHM_TYPES = ("generation_synthesis", "personalised_push", "ranking_selection", "search_filtering",
+                   "dispatch_decision")  # fmt: skip
+
+
+class FilingSettings(_Settings):
+    """What the Art. 24 filing says about the service (for the draft self-assessment).
+
+    ``algorithm_type`` is one of the five types of Art. 2 of the Provisions:
+    generation and synthesis, personalised push, ranking and selection, search
+    and filtering, dispatch and decision-making.
+    """
+
+    provider: str = "(provider name)"
+    service_name: str = "(service name)"
+    service_form: str = "app"
+    application_field: str = "short video"
+    algorithm_type: Literal[ALGORITHM_TYPES] = "personalised_push"
+
+
 class AuditSettings(_Settings):
     """How ``recaudit audit`` compares: counterfactual recommender and pricer, replications.
 
@@ -361,6 +381,7 @@ class Scenario(_Settings):
     market: MarketSettings | None = None
     pricer: PricerSettings = PricerSettings()
     audit: AuditSettings = AuditSettings()
+    filing: FilingSettings = FilingSettings()
 
     @model_validator(mode="after")
     def _check(self):

@@ -97,6 +97,7 @@ def test_cli_audit_writes_quotes(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Art. 21: PASS" in proc.stdout and "loyal_new_price_ratio = 1.000" in proc.stdout
+    assert "## 4. Mitigations tested" in (out / "self_assessment.md").read_text()
     import pandas as pd
 
     q = pd.read_parquet(out / "quotes.parquet")
@@ -104,3 +105,16 @@ def test_cli_audit_writes_quotes(tmp_path):
     assert np.all(q["price"] == q["shadow_price"])
     findings = json.loads((out / "findings.json").read_text())
     assert any(f["metric"] == "loyal_new_price_ratio" and f["verdict"] == "pass" for f in findings)
+
+
+def test_self_assessment_draft(loyalty_audit):
+    from audits.self_assessment import render_self_assessment
+
+    md = render_self_assessment(loyalty_audit, manifest={"command": "recaudit audit x", "git_commit": "abc"})
+    for heading in ("## 1. Filing information", "## 2. The algorithm assessed", "## 3. Risks assessed",
+                    "## 4. Mitigations tested", "## 5. Method and limits", "## 6. Provenance"):  # fmt: skip
+        assert heading in md
+    assert "personalised push" in md and "Pricer: `loyalty`" in md
+    row = next(line for line in md.splitlines() if line.startswith("| 21 |"))
+    assert "**fail**" in row and "loyal_new_price_ratio" in row
+    assert "Pricing (Art. 21)" not in md  # the loyalty pricer is not listed as a mitigation
