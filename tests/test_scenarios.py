@@ -61,7 +61,19 @@ def test_missing_file_exit_2(tmp_path):
     assert proc.returncode == 2 and "no such scenario file" in proc.stderr
 
 
-@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.toml")), ids=lambda p: p.name)
+SCENARIO_FILES = sorted(p for p in SCENARIOS.glob("*.toml") if not p.name.endswith("_sweep.toml"))
+SWEEP_FILES = sorted(SCENARIOS.glob("*_sweep.toml"))
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.name)
+def test_shipped_sweeps_load(path):
+    from sim.sweep.spec import expand, load_sweep
+
+    spec, base = load_sweep(path)
+    assert len(expand(spec, base)) > 0
+
+
+@pytest.mark.parametrize("path", SCENARIO_FILES, ids=lambda p: p.name)
 def test_shipped_scenarios_load_and_run(path):
     from sim.engine import FeedWorld
 
