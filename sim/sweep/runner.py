@@ -257,8 +257,12 @@ def run_sweep(
         f"x {spec.replications} replications); {len(skip)} already done, {len(todo)} to run")  # fmt: skip
     n_failed = 0
     if todo:
-        _warm_cache(todo)
-        client, local = _client(cluster, workers, processes)
+        if cluster:  # reach the scheduler first: fail fast on a bad address
+            client, local = _client(cluster, workers, processes)
+            _warm_cache(todo)
+        else:  # compile before the workers start, so they load the kernels from numba's cache
+            _warm_cache(todo)
+            client, local = _client(cluster, workers, processes)
         bar = None
         try:
             from dask.distributed import as_completed
