@@ -74,8 +74,20 @@ def _trait_matrix(rec: RunRecord, q: dict, loyal_min: float) -> np.ndarray:
 
 
 def trait_coefficients(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:
-    """Least-squares coefficients (minimum norm) from summed normal equations; intercept dropped."""
-    beta = np.linalg.lstsq(xtx, xty, rcond=None)[0]
+    """Least-squares coefficients from summed normal equations (column 0 the intercept); intercept dropped.
+
+    A trait that does not vary in the sample (every quote from iOS, no minors, ...) is collinear
+    with the intercept: it is left out and gets coefficient 0, so a uniform markup is not
+    credited to it.
+    """
+    n = xtx[0, 0]
+    if n <= 0:
+        return np.full(xtx.shape[0] - 1, np.nan)
+    mean = xtx[0] / n
+    var = np.diag(xtx) / n - mean**2
+    keep = np.flatnonzero((var > 1e-12) | (np.arange(xtx.shape[0]) == 0))
+    beta = np.zeros(xtx.shape[0])
+    beta[keep] = np.linalg.lstsq(xtx[np.ix_(keep, keep)], xty[keep], rcond=None)[0]
     return beta[1:]
 
 
@@ -141,8 +153,8 @@ def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Cata
     np.add.at(xty, up, x * y[:, None])
 
     def max_coef(idx):
-        if idx.size == 0:
-            return float("nan")
+        if idx.size == 0 or xtx[idx, 0, 0].sum() == 0:
+            return float("nan")  # no quotes: nothing to regress
         return float(np.max(np.abs(trait_coefficients(xtx[idx].sum(axis=0), xty[idx].sum(axis=0)))))
 
     est[("trait_price_coefficient", "all")] = Estimator(everyone, max_coef)
@@ -151,7 +163,7 @@ def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Cata
     n_diff = _sum_by_user(u[differs], np.ones(int(differs.sum())), n)
     n_buy = _sum_by_user(u[bought], np.ones(int(bought.sum())), n)
     est[("undisclosed_difference_share", "all")] = Estimator(
-        everyone, lambda idx: float(n_diff[idx].sum() / n_buy[idx].sum()) if n_buy[idx].sum() else 0.0
+        everyone, lambda idx: float(n_diff[idx].sum() / n_buy[idx].sum()) if n_buy[idx].sum() else float("nan")
     )
 
     over = _sum_by_user(u[bought], (price - shadow)[bought], n) / months
@@ -171,7 +183,8 @@ def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Cata
         est[("consumer_surplus_change", name)] = Estimator(mk, mean_of(cs_t - cs_c))
         est[("over_budget_share_increase", name)] = Estimator(mk, mean_of(over_budget))
         est[("spend_uplift", name)] = Estimator(
-            mk, lambda idx: float(spend_t[idx].mean() / spend_c[idx].mean() - 1.0) if spend_c[idx].sum() else 0.0
+            mk,
+            lambda idx: float(spend_t[idx].mean() / spend_c[idx].mean() - 1.0) if spend_c[idx].sum() else np.nan,
         )
 
     # Art. 18: minors' payments against the caps for their age
@@ -192,13 +205,18 @@ def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Cata
     n_fraud = _sum_by_user(u[fraud], np.ones(int(fraud.sum())), n)
     adult, elderly = masks["adult"], masks["elderly"]
 
+    adult_idx = np.flatnonzero(adult)
+
     def exposure_ratio(idx):
-        a, e = idx[adult[idx]], idx[elderly[idx]]
+        # idx: elderly users (the scope, resampled by the bootstrap); adults are the fixed reference
+        a, e = adult_idx, idx
         if n_offers[a].sum() == 0 or n_offers[e].sum() == 0 or n_fraud[a].sum() == 0:
             return float("nan")
         return float((n_fraud[e].sum() / n_offers[e].sum()) / (n_fraud[a].sum() / n_offers[a].sum()))
 
-    est[("fraud_exposure_ratio", "elderly")] = Estimator(adult | elderly, exposure_ratio)
+    est[("fraud_exposure_ratio", "elderly")] = Estimator(
+        elderly, exposure_ratio, "" if adult.sum() >= 30 else "too few adults to compare with (fewer than 30)"
+    )
     loss = _sum_by_user(u[bought & fraud], price[bought & fraud], n) / months
     for name in ("adult", "elderly"):
         est[("fraud_loss_per_user_month", name)] = Estimator(masks[name], mean_of(loss))

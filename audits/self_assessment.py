@@ -121,7 +121,8 @@ def render_self_assessment(result: AuditResult, manifest: dict | None = None) ->
             ev = "every line with a verdict passed"
         else:
             scoped = [x for x in result.findings if x.article == art and x.n_users >= MIN_SCOPE and x.rule != "info"]
-            ev = "not applicable in this scenario" if not scoped else "inconclusive: " + scoped[0].note
+            open_ = [x for x in scoped if x.verdict == "undefined"]
+            ev = "not applicable in this scenario" if not scoped else "inconclusive: " + (open_ or scoped)[0].note
         lines.append(f"| {art} | {cat.titles[art]} | **{v}** | {ev} |")
     lines += ["", "### Findings behind the verdicts", ""]
     for art in verdicts:

@@ -115,8 +115,9 @@ def policy_figure(spec: SweepSpec, table: pd.DataFrame) -> bytes:
 def sobol_indices(spec: SweepSpec, experiments: pd.DataFrame, outcomes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Sobol indices (SALib) of each outcome over the uncertain parameters, per lever setting.
 
-    The model output of a design point is the mean over its replications. Every design point
-    must have finished; a missing or undefined output gives a row with an ``error``.
+    The model output of a design point is the mean over its finished replications (failed
+    ones are left out). A design point with no value (all its replications failed, or the
+    outcome is undefined) gives a row with an ``error`` instead of indices.
 
     Returns
     -------
@@ -144,13 +145,16 @@ def sobol_indices(spec: SweepSpec, experiments: pd.DataFrame, outcomes: pd.DataF
             y = series.reindex(idx).to_numpy(dtype=float)
             base = dict(outcome=metric, cohort=cohort, **setting)
             if not np.isfinite(y).all():
-                rows.append(dict(base, parameter="", error=f"{int((~np.isfinite(y)).sum())} design points missing"))
+                n_bad = int((~np.isfinite(y)).sum())
+                rows.append(dict(base, parameter="", error=f"{n_bad} design points without a value "
+                                 "(experiments failed, or the outcome is undefined for this cohort)"))  # fmt: skip
                 continue
             res = sobol.analyze(problem, y, calc_second_order=True, seed=seed)
             for j, name in enumerate(problem["names"]):
                 rows.append(dict(base, parameter=name, S1=float(res["S1"][j]), S1_conf=float(res["S1_conf"][j]),
                                  ST=float(res["ST"][j]), ST_conf=float(res["ST_conf"][j]), error=""))  # fmt: skip
-    return pd.DataFrame(rows)
+    columns = ["outcome", "cohort", *levers, "parameter", "S1", "S1_conf", "ST", "ST_conf", "error"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def sobol_figure(spec: SweepSpec, table: pd.DataFrame) -> bytes:

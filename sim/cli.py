@@ -168,7 +168,8 @@ def _cmd_audit(args) -> int:
 
     sc, out = _load(args)
     reps = args.replications or sc.audit.replications
-    runs = reps * (3 if sc.market is not None and sc.pricer.kind != sc.audit.counterfactual_pricer else 2)
+    pricer_cf = sc.market is not None and (sc.pricer.kind != sc.audit.counterfactual_pricer or bool(sc.pricer.params))
+    runs = reps * (3 if pricer_cf else 2)
     check_memory(sc, runs=runs, concurrent=min(runs, os.cpu_count() or 1))  # before anything is written
     command = "recaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with staged_output(out) as stage:
@@ -296,7 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recaudit: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("recaudit: interrupted; no partial results were written", file=sys.stderr)
+        if args.command in ("sweep", "sensitivity"):
+            print("recaudit: interrupted; finished experiments are kept: run the same command again to resume",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            print("recaudit: interrupted; no partial results were written", file=sys.stderr)
         return 130
     except Exception:  # noqa: BLE001 - the last resort: report an internal error
         print("recaudit: internal error (please report it with the traceback below)", file=sys.stderr)

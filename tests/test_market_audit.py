@@ -118,3 +118,27 @@ def test_self_assessment_draft(loyalty_audit):
     row = next(line for line in md.splitlines() if line.startswith("| 21 |"))
     assert "**fail**" in row and "loyal_new_price_ratio" in row
     assert "Pricing (Art. 21)" not in md  # the loyalty pricer is not listed as a mitigation
+
+
+def test_trait_regression_ignores_traits_that_do_not_vary():
+    from audits.market_metrics import trait_coefficients
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    x = np.column_stack([np.ones(n), rng.random(n), np.ones(n)])  # intercept, a varying trait, a constant trait
+    y = np.full(n, np.log(1.05))  # a uniform 5% markup: no trait explains it
+    coef = trait_coefficients(x.T @ x, x.T @ y)
+    assert np.allclose(coef, 0.0, atol=1e-9)
+    y2 = np.log(1.05) + 0.1 * x[:, 1]
+    assert trait_coefficients(x.T @ x, x.T @ y2)[0] == pytest.approx(0.1)
+
+
+def test_fraud_exposure_needs_the_elderly():
+    from sim.scenario import scenario_from_dict
+
+    sc = load_scenario("scenarios/elderly_fraud.toml").with_overrides(n_users=300, days=1)
+    d = sc.model_dump()
+    d["population"]["shares"] = {"adult": 0.9, "minor": 0.1, "elderly": 0.0}
+    res = run_audit(scenario_from_dict(d), replications=1, workers=1)
+    f = _finding(res, "fraud_exposure_ratio", "elderly")
+    assert f.verdict == "undefined" and f.n_users == 0 and "absent" in f.note

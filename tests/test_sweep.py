@@ -179,8 +179,8 @@ def test_bad_sweep_files_exit_2(tmp_path, axis, expected):
 
 def test_unknown_outcome_is_reported(tmp_path):
     path = tmp_path / "bad.toml"
-    path.write_text(f'name = "bad"\nbase = "{BASE}"\noutcomes = ["minutes:teens"]\n[[axes]]\npath = "seed"\n'
-                    'role = "lever"\nvalues = [1]\n')  # fmt: skip
+    path.write_text(f'name = "bad"\nbase = "{BASE}"\noutcomes = ["minutes:teens"]\n[[axes]]\npath = "population.n_users"\n'
+                    'role = "lever"\nvalues = [100]\n')  # fmt: skip
     with pytest.raises(ScenarioError, match="unknown outcome 'minutes'"):
         load_sweep(path)
 
@@ -227,3 +227,36 @@ def test_shipped_sweep_loads():
     # replication r of every design point shares the seed: levers compared on common random numbers
     assert len({(e.seed, e.replication) for e in exps}) == spec.replications
     assert np.isfinite([e.values["cap_under_16"] for e in exps]).all()
+
+
+def test_mixed_int_and_float_lever_values_stay_readable(tmp_path):
+    sweep = _sweep_file(tmp_path, caps=(60, 40.5), replications=1)
+    res = run_sweep(sweep, tmp_path / "out", workers=1, processes=False, log=_quiet, flush_every=1)
+    assert res.experiments["cap"].tolist() == [60.0, 40.5]
+    again = run_sweep(sweep, tmp_path / "out", workers=1, processes=False, log=_quiet)
+    assert again.n_run == 0
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ('[[axes]]\npath = "recommender.minors_mode.cap_under_16_minutes"\nrole = "uncertainty"\nname = "c2"\n'
+         "values = [50.0]\n", "set the same setting"),
+        ('[[axes]]\npath = "seed"\nrole = "lever"\nvalues = [1, 2]\n', "used by the result tables"),
+    ],
+)  # fmt: skip
+def test_conflicting_axes_are_refused(tmp_path, extra, expected):
+    sweep = _sweep_file(tmp_path, extra_axes=extra)
+    with pytest.raises(ScenarioError, match=expected):
+        load_sweep(sweep)
+
+
+def test_sobol_with_no_outcomes_reports_instead_of_crashing(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(f'name = "s"\nbase = "{BASE}"\ndesign = "sobol"\nsobol_samples = 2\noutcomes = ["minutes_per_day"]\n'
+                    '[[axes]]\npath = "behaviour.habit_cue"\nrole = "uncertainty"\nrange = [0.0, 1.0]\n')  # fmt: skip
+    spec, _ = load_sweep(path)
+    empty = pd.DataFrame(columns=["experiment_id", "outcome", "cohort", "value"])
+    exps = pd.DataFrame(columns=["experiment_id", "design_point", "replication", "status", "behaviour__habit_cue"])
+    table = sobol_indices(spec, exps, empty)
+    assert "error" in table.columns and len(table) == 0

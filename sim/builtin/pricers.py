@@ -101,7 +101,9 @@ class PersonalisedPricer(BasePricer):
     def _remember(self, seg, ratios):
         for s in np.unique(seg):
             old = self._ratios.get(int(s), np.zeros(0))
-            self._ratios[int(s)] = np.concatenate([old, ratios[seg == s]])[-self.memory :]
+            self._ratios[int(s)] = np.concatenate([old, ratios[seg == s]])[
+                max(0, old.size + int((seg == s).sum()) - self.memory) :
+            ]
 
     def segment_multiplier(self, ratios: np.ndarray, cost_ratio: float) -> float:
         """Return the margin-maximising multiplier of the list price for one segment's estimates.

@@ -42,7 +42,8 @@ class Shoppers:
         What the user means to spend a month (yuan); spending past it is
         "beyond budget" (Art. 8 excessive consumption).
     true_income_factor : float32 (n,)
-        Multiplier of willingness to pay from income, ``(income / median) ** elasticity``.
+        Multiplier of willingness to pay from income, ``(income / adult median income) ** elasticity``
+        (the same reference for every cohort, so poorer cohorts value goods less in yuan).
     true_price_sensitivity : float32 (n,)
         Slope of the purchase logit per unit of price relative to the list price.
     true_search_base : float32 (n,)
@@ -152,21 +153,25 @@ def make_shoppers(sc: Scenario, cohort: np.ndarray, age: np.ndarray, rng: np.ran
     def by_cohort(attr):
         return np.array([getattr(g, attr) for g in groups], dtype=np.float64)[cohort]
 
+    # one stream per trait: changing one trait's distribution (a sweep axis) leaves the others' draws
+    # unchanged, so experiments that differ in one setting still share their populations
+    names = ("income", "sensitivity", "search", "fraud", "device", "promo", "prior", "new", "stock")
+    g = dict(zip(names, (np.random.default_rng(c) for c in rng.bit_generator.seed_seq.spawn(len(names))), strict=True))
     median_income = by_cohort("income_month")
-    income = median_income * rng.lognormal(0.0, mk.income_sigma, n)
+    income = median_income * g["income"].lognormal(0.0, mk.income_sigma, n)
     budget = income * by_cohort("budget_share")
-    # willingness to pay rises with income relative to the cohort median... and across cohorts
+    # willingness to pay rises with income, against one reference (the adult median) for every cohort
     factor = (income / mk.adult.income_month) ** mk.income_elasticity
-    sens = by_cohort("price_sensitivity") * rng.lognormal(0.0, 0.3, n)
-    search = _beta(rng, by_cohort("search_mean"))
-    fraud = _beta(rng, by_cohort("fraud_susceptibility_mean"))
-    device = (rng.random(n) < mk.ios_share).astype(np.int8)
-    promo = rng.random(n) < mk.promo_opt_in_share
+    sens = by_cohort("price_sensitivity") * g["sensitivity"].lognormal(0.0, 0.3, n)
+    search = _beta(g["search"], by_cohort("search_mean"))
+    fraud = _beta(g["fraud"], by_cohort("fraud_susceptibility_mean"))
+    device = (g["device"].random(n) < mk.ios_share).astype(np.int8)
+    promo = g["promo"].random(n) < mk.promo_opt_in_share
     # purchase history before the run: new customers have none, the rest a Poisson count
-    prior = rng.poisson(mk.prior_purchases_mean, n) + 1
-    prior[rng.random(n) < mk.new_customer_share] = 0
+    prior = g["prior"].poisson(mk.prior_purchases_mean, n) + 1
+    prior[g["new"].random(n) < mk.new_customer_share] = 0
     # the decayed stock of that history: spread uniformly over the last half-life
-    stock = prior * 0.5 ** rng.random(n)
+    stock = prior * 0.5 ** g["stock"].random(n)
     pay, month = payment_caps(sc, cohort, age)
     return Shoppers(
         true_income_month=income.astype(np.float32),

@@ -190,7 +190,7 @@ def _client(cluster: str | None, workers: int | None, processes: bool):
     if cluster:
         try:
             return Client(cluster, timeout="20s"), None
-        except OSError as exc:
+        except (OSError, ValueError, TypeError) as exc:
             raise ScenarioError(
                 f"--cluster {cluster}: cannot reach a Dask scheduler ({exc}); fix: start one with "
                 "'dask scheduler' and 'dask worker ADDRESS', or leave --cluster out for a local cluster"
@@ -239,7 +239,11 @@ def run_sweep(
     spec, base = load_sweep(sweep)
     out = Path(out)
     experiments = expand(spec, base)
-    _prepare(out, spec, base, str(sweep))
+    try:
+        _prepare(out, spec, base, str(sweep))
+    except OSError as exc:
+        raise ScenarioError(f"--out {out}: cannot use it as the sweep's directory ({exc}); fix: give a "
+                            "writable directory path") from None  # fmt: skip
     exps_done, _ = read_tables(out)
     ok = set(exps_done.loc[exps_done["status"] == "ok", "experiment_id"]) if len(exps_done) else set()
     failed = set(exps_done.loc[exps_done["status"] != "ok", "experiment_id"]) if len(exps_done) else set()

@@ -55,7 +55,11 @@ from pydantic import Field, ValidationError, model_validator
 
 from sim.scenario import Scenario, ScenarioError, _format_error, _Settings, load_scenario, scenario_from_dict
 
-__all__ = ["Axis", "Experiment", "SweepSpec", "expand", "load_sweep"]
+__all__ = ["RESERVED_COLUMNS", "Axis", "Experiment", "SweepSpec", "expand", "load_sweep"]
+
+# columns of the experiments and outcomes tables: an axis may not be named like one
+RESERVED_COLUMNS = frozenset({"experiment_id", "design_point", "replication", "seed", "status", "error",
+                              "wall_seconds", "outcome", "cohort", "value"})  # fmt: skip
 
 
 class Axis(_Settings):
@@ -84,9 +88,16 @@ class Axis(_Settings):
         return self.name or self.path.replace(".", "__")
 
     def grid_values(self) -> list:
-        """Values on a grid design (a range gives ``samples`` evenly spaced points, default 3)."""
+        """Values on a grid design (a range gives ``samples`` evenly spaced points, default 3).
+
+        Numbers are all floats when any value is a float, so an axis column has one type.
+        """
         if self.values is not None:
-            return list(self.values)
+            vals = list(self.values)
+            numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals)
+            if numeric and any(isinstance(v, float) for v in vals):
+                vals = [float(v) for v in vals]
+            return vals
         return [float(v) for v in np.linspace(self.range[0], self.range[1], self.samples or 3)]
 
 
@@ -109,6 +120,16 @@ class SweepSpec(_Settings):
         cols = [a.column for a in self.axes]
         if len(set(cols)) != len(cols):
             raise ValueError("two axes have the same column name; give one of them name = '...'")
+        paths = [a.path for a in self.axes]
+        dup = sorted({p for p in paths if paths.count(p) > 1})
+        if dup:
+            raise ValueError(f"two axes set the same setting ({', '.join(dup)}); fix: one axis per setting")
+        clash = sorted(set(cols) & RESERVED_COLUMNS)
+        if clash:
+            raise ValueError(
+                f"axis column name(s) {', '.join(clash)} are used by the result tables; fix: give the axis "
+                "name = '...' (the scenario seed is set by the sweep's seed, not by an axis)"
+            )
         if self.design == "sobol":
             bad = [a.path for a in self.axes if a.role == "uncertainty" and a.range is None]
             if bad or not any(a.role == "uncertainty" for a in self.axes):
