@@ -45,6 +45,10 @@ def _sum_by_user(user_idx: np.ndarray, weights, n: int) -> np.ndarray:
     return np.bincount(user_idx, weights=np.asarray(weights, dtype=np.float64), minlength=n)
 
 
+def _count_by_user(user_idx: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(user_idx, minlength=n).astype(np.float64)
+
+
 def _ratio(num_a, den_a, num_b, den_b):
     """Statistic (sum num_a / sum den_a) / (sum num_b / sum den_b) over user indices."""
 
@@ -133,7 +137,7 @@ def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Cata
     android = plain & (q["device"] == 0)
 
     def sums(mask):
-        return _sum_by_user(u[mask], rel[mask], n), _sum_by_user(u[mask], np.ones(int(mask.sum())), n)
+        return _sum_by_user(u[mask], rel[mask], n), _count_by_user(u[mask], n)
 
     est = {}
     everyone = masks["all"]
@@ -160,8 +164,8 @@ def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Cata
     est[("trait_price_coefficient", "all")] = Estimator(everyone, max_coef)
 
     differs = bought & plain & (np.abs(rel - 1.0) > tol)
-    n_diff = _sum_by_user(u[differs], np.ones(int(differs.sum())), n)
-    n_buy = _sum_by_user(u[bought], np.ones(int(bought.sum())), n)
+    n_diff = _count_by_user(u[differs], n)
+    n_buy = _count_by_user(u[bought], n)
     est[("undisclosed_difference_share", "all")] = Estimator(
         everyone, lambda idx: float(n_diff[idx].sum() / n_buy[idx].sum()) if n_buy[idx].sum() else float("nan")
     )
@@ -191,8 +195,8 @@ def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Cata
     pay_cap, month_cap = catalogue.payment_caps(t.age)
     minor_buy = bought & (q["cohort"] == 1)
     over_pay = minor_buy & (price > pay_cap[u] + 1e-6)
-    n_over = _sum_by_user(u[over_pay], np.ones(int(over_pay.sum())), n)
-    n_minor_buy = _sum_by_user(u[minor_buy], np.ones(int(minor_buy.sum())), n)
+    n_over = _count_by_user(u[over_pay], n)
+    n_minor_buy = _count_by_user(u[minor_buy], n)
     est[("payments_over_cap_share", "minor")] = Estimator(
         masks["minor"], lambda idx: float(n_over[idx].sum() / n_minor_buy[idx].sum()) if n_minor_buy[idx].sum() else 0.0
     )
@@ -202,7 +206,7 @@ def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Cata
     # Art. 19: fraud offers and losses, elderly against adults
     fraud = q["fraud"].astype(bool)
     n_offers = _sum_by_user(u, np.ones(u.size), n)
-    n_fraud = _sum_by_user(u[fraud], np.ones(int(fraud.sum())), n)
+    n_fraud = _count_by_user(u[fraud], n)
     adult, elderly = masks["adult"], masks["elderly"]
 
     adult_idx = np.flatnonzero(adult)

@@ -244,11 +244,10 @@ def _cmd_sweep(args) -> int:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    import os
+    from sim.output import atomic_path
 
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _print_policy(spec, table) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["OUTPUT_NAMES", "OutputError", "manifest", "staged_output", "write_json", "write_parquet"]
+__all__ = ["OUTPUT_NAMES", "OutputError", "atomic_path", "manifest", "staged_output", "write_json", "write_parquet"]
 
 _PACKAGES = ("recaudit", "numpy", "numba", "pandas", "pyarrow", "scipy", "mesa", "matplotlib", "pydantic")
 
@@ -68,6 +68,23 @@ def staged_output(out_dir: str | Path):
         shutil.rmtree(stage, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a hidden temporary path beside ``path``; on success move it onto ``path`` (atomic on POSIX).
+
+    Readers never see a half-written file: they see the old file, or the new one. A temporary
+    left by a crash starts with a dot, so dataset readers (pyarrow) skip it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + path.name + ".tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_parquet(df: pd.DataFrame, path: Path, metadata_json: dict | None = None) -> None:
     """Write a DataFrame as Parquet (pyarrow), with optional JSON metadata in the schema; atomic (temp + rename)."""
     import pyarrow as pa
@@ -78,10 +95,8 @@ def write_parquet(df: pd.DataFrame, path: Path, metadata_json: dict | None = Non
         meta = dict(table.schema.metadata or {})
         meta[b"recaudit"] = json.dumps(metadata_json, default=str).encode()
         table = table.replace_schema_metadata(meta)
-    path = Path(path)
-    tmp = path.with_name("." + path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def write_json(obj, path: Path) -> None:

@@ -483,12 +483,16 @@ def load_scenario(path: str | Path) -> Scenario:
         If the file is missing, is not valid TOML, or fails validation.
     """
     path = Path(path)
+    return scenario_from_dict(read_toml(path, "scenario", "scenarios/"), source=str(path))
+
+
+def read_toml(path: Path, kind: str = "scenario", where: str = "scenarios/") -> dict:
+    """Parse a TOML file; a missing, non-UTF-8 or malformed file raises :class:`ScenarioError`."""
     if not path.is_file():
-        raise ScenarioError(f"{path}: no such scenario file; fix: check the path (see scenarios/)")
+        raise ScenarioError(f"{path}: no such {kind} file; fix: check the path (see {where})")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ScenarioError(f"{path}: not a UTF-8 text file") from None
-    return scenario_from_dict(data, source=str(path))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.scenario import COHORTS, MarketSettings, Scenario
+from sim.state import _unit_rows
 
 __all__ = ["DAYS_PER_MONTH", "Products", "Shoppers", "make_products", "make_shoppers", "payment_caps"]
 
@@ -197,15 +198,14 @@ def make_products(sc: Scenario, centroids: np.ndarray, rng: np.random.Generator)
     p = mk.n_products
     n_cat, dim = centroids.shape
     category = rng.integers(0, n_cat, size=p).astype(np.int32)
-    emb = centroids[category] + sc.catalogue.category_spread * rng.standard_normal((p, dim)) / np.sqrt(dim)
-    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    emb = _unit_rows(centroids[category] + sc.catalogue.category_spread * rng.standard_normal((p, dim)) / np.sqrt(dim))
     cost = mk.cost_median * rng.lognormal(0.0, mk.cost_sigma, p)
     fraud = rng.random(p) < mk.fraud_share
     detected = fraud & (rng.random(p) < mk.fraud_filter_recall)
     in_app = (rng.random(p) < mk.in_app_share) & ~fraud
     commission = np.where(fraud, mk.fraud_commission, mk.commission)
     return Products(
-        embedding=emb.astype(np.float32),
+        embedding=emb,
         category=category,
         cost=cost.astype(np.float32),
         list_price=(cost * (1.0 + mk.list_markup)).astype(np.float32),

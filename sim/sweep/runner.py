@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from sim.output import atomic_path
 from sim.scenario import ScenarioError
 from sim.sweep.spec import Experiment, SweepSpec, expand, fingerprint, load_sweep
 
@@ -104,10 +105,8 @@ def run_experiment(exp: Experiment, outcomes: list[str], numba_threads: int = 1)
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _flush(out: Path, results: list[dict]) -> None:
@@ -158,9 +157,8 @@ def _prepare(out: Path, spec: SweepSpec, base, sweep_path: str) -> None:
         out.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"name": spec.name, "sweep_file": sweep_path, "fingerprint": fp,
                            "spec": spec.model_dump(), "base_scenario": base.model_dump()}, indent=2, default=str)  # fmt: skip
-        tmp = out / ".sweep.json.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, meta)
+        with atomic_path(meta) as tmp:
+            tmp.write_text(text)
     done = {p.stem.removeprefix("part-") for p in (out / "experiments").glob("part-*.parquet")}
     for p in (out / "outcomes").glob("outcome=*/part-*.parquet"):
         if p.stem.removeprefix("part-") not in done:

@@ -45,7 +45,6 @@ import copy
 import hashlib
 import itertools
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -53,7 +52,15 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
-from sim.scenario import Scenario, ScenarioError, _format_error, _Settings, load_scenario, scenario_from_dict
+from sim.scenario import (
+    Scenario,
+    ScenarioError,
+    _format_error,
+    _Settings,
+    load_scenario,
+    read_toml,
+    scenario_from_dict,
+)
 
 __all__ = ["RESERVED_COLUMNS", "Axis", "Experiment", "SweepSpec", "expand", "load_sweep"]
 
@@ -191,12 +198,7 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Scenario]:
     from audits.outcomes import parse_outcome
 
     path = Path(path)
-    if not path.is_file():
-        raise ScenarioError(f"{path}: no such sweep file; fix: check the path (see scenarios/*_sweep.toml)")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, "sweep", "scenarios/*_sweep.toml")
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
