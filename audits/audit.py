@@ -26,6 +26,7 @@ import numpy as np
 from scipy import stats
 
 from audits.catalogue import Catalogue, MetricSpec, load_catalogue
+from audits.fleet_metrics import FLEET_METRICS
 from audits.market_metrics import PRICER_CF_METRICS
 from audits.metrics import build_estimators
 from sim.engine import simulate
@@ -34,7 +35,7 @@ from sim.record import RunRecord
 from sim.rng import spawn_generators
 from sim.scenario import Scenario
 
-__all__ = ["AuditResult", "Finding", "run_audit", "verdict", "article_verdicts"]
+__all__ = ["AuditResult", "Finding", "article_verdicts", "articles_in_scope", "planned_runs", "run_audit", "verdict"]
 
 MIN_SCOPE = 30  # users needed in a cohort for a finding to be defined (an interval from fewer is not credible)
 
@@ -78,6 +79,7 @@ class AuditResult:
     counterfactual_records: list[RunRecord]
     catalogue: Catalogue
     pricer_counterfactual_records: list[RunRecord] = field(default_factory=list)
+    dispatcher_counterfactual_records: list[RunRecord] = field(default_factory=list)
     wall_seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
@@ -134,6 +136,7 @@ def run_audit(
     recommender=None,
     workers: int | None = None,
     pricer=None,
+    dispatcher=None,
 ) -> AuditResult:
     """Audit a scenario against its counterfactual.
 
@@ -152,45 +155,71 @@ def run_audit(
         counterfactual is built from the scenario.
     pricer : object, optional
         A pricer instance to audit instead of ``scenario.pricer`` (scenarios with a market).
+    dispatcher : object, optional
+        A dispatcher instance to audit instead of ``scenario.dispatcher`` (scenarios with a fleet).
     workers : int, optional
         Processes for the runs (each run is independent and deterministic, so
         the results do not depend on it). Default: one per core, at most the
         number of runs; 1 runs everything in this process.
     """
     started = time.perf_counter()
-    workers = _workers_for(workers, recommender, pricer)
+    workers = _workers_for(workers, recommender, pricer, dispatcher)
     cat = catalogue or load_catalogue()
     reps = replications or scenario.audit.replications
     cf_kind = scenario.audit.counterfactual
     cf_pricer = scenario.audit.counterfactual_pricer
-    cf_scenario = scenario.with_overrides(recommender_kind=cf_kind, pricer_kind=cf_pricer)
+    cf_dispatcher = scenario.audit.counterfactual_dispatcher
+    cf_scenario = scenario.with_overrides(
+        recommender_kind=cf_kind, pricer_kind=cf_pricer, dispatcher_kind=cf_dispatcher
+    )
     # With a market and a pricer other than the reference, a second counterfactual swaps the
     # pricer only (same recommender): the pricing findings compare against it.
     pricer_cf = scenario.market is not None and (
         pricer is not None or scenario.pricer.kind != cf_pricer or bool(scenario.pricer.params)
     )
     pricer_scenario = scenario.with_overrides(pricer_kind=cf_pricer) if pricer_cf else None
+    # The fleet's findings compare dispatchers on the same orders. Without feed users the full
+    # counterfactual has the same orders; with them (orders from purchases) a third run swaps the
+    # dispatcher only. A dispatcher equal to the counterfactual one is its own counterfactual.
+    same_dispatcher = (
+        dispatcher is None and scenario.dispatcher.kind == cf_dispatcher and not scenario.dispatcher.params
+    )
+    dispatcher_cf = scenario.fleet is not None and scenario.population.n_users > 0 and not same_dispatcher
+    dispatcher_scenario = scenario.with_overrides(dispatcher_kind=cf_dispatcher) if dispatcher_cf else None
     jobs = []
     for r in range(reps):
-        jobs.append((scenario, r, copy.deepcopy(recommender), copy.deepcopy(pricer)))
-        jobs.append((cf_scenario, r, None, None))
+        jobs.append((scenario, r, copy.deepcopy(recommender), copy.deepcopy(pricer), copy.deepcopy(dispatcher)))
+        jobs.append((cf_scenario, r, None, None, None))
         if pricer_cf:
-            jobs.append((pricer_scenario, r, copy.deepcopy(recommender), None))
+            jobs.append((pricer_scenario, r, copy.deepcopy(recommender), None, copy.deepcopy(dispatcher)))
+        if dispatcher_cf:
+            jobs.append((dispatcher_scenario, r, copy.deepcopy(recommender), copy.deepcopy(pricer), None))
     n_workers = min(len(jobs), os.cpu_count() or 1) if workers is None else max(1, workers)
     check_memory(scenario, runs=len(jobs), concurrent=n_workers)
     done = _run_all(jobs, workers=workers, progress=progress)
-    stride = 3 if pricer_cf else 2
+    stride = 2 + int(pricer_cf) + int(dispatcher_cf)
     recs, cfs = done[0::stride], done[1::stride]
     pcfs = done[2::stride] if pricer_cf else recs
+    if dispatcher_cf:
+        dcfs = done[stride - 1 :: stride]
+    elif scenario.fleet is not None and same_dispatcher:
+        dcfs = recs
+    else:
+        dcfs = cfs
 
     conf = scenario.audit.confidence
     per_rep = []
     for r in range(reps):
         rng = spawn_generators(scenario.seed, ("audit",), r)["audit"]
-        per_rep.append(build_estimators(recs[r], cfs[r], cat, rng, pricer_counterfactual=pcfs[r]))
+        per_rep.append(
+            build_estimators(
+                recs[r], cfs[r], cat, rng, pricer_counterfactual=pcfs[r], dispatcher_counterfactual=dcfs[r]
+            )
+        )
     labels = {
         "recommender": f"{cf_kind} recommender" + (f", {cf_pricer} pricer" if scenario.market is not None else ""),
         "pricer": f"{cf_pricer} pricer, same recommender",
+        "dispatcher": f"{cf_dispatcher} dispatcher, same orders and couriers",
     }
     findings = []
     for spec in cat.metrics:
@@ -199,7 +228,10 @@ def run_audit(
             # same interval, and adding a catalogue line changes no other interval
             name = f"bootstrap:{spec.metric}:{cohort}"
             boot_rng = spawn_generators(scenario.seed, (name,))[name]
-            label = labels["pricer" if spec.metric in PRICER_CF_METRICS else "recommender"]
+            if spec.metric in FLEET_METRICS:
+                label = labels["dispatcher"]
+            else:
+                label = labels["pricer" if spec.metric in PRICER_CF_METRICS else "recommender"]
             findings.append(_finding(spec, cohort, per_rep, reps, conf, boot_rng, scenario, label))
     return AuditResult(
         scenario=scenario,
@@ -207,6 +239,7 @@ def run_audit(
         records=recs,
         counterfactual_records=cfs,
         pricer_counterfactual_records=pcfs,
+        dispatcher_counterfactual_records=dcfs,
         catalogue=cat,
         wall_seconds=time.perf_counter() - started,
     )
@@ -230,8 +263,8 @@ def _workers_for(workers: int | None, *plugins) -> int | None:
 
 
 def _simulate_job(job) -> RunRecord:
-    scenario, replication, recommender, pricer = job
-    return simulate(scenario, replication=replication, recommender=recommender, pricer=pricer)
+    scenario, replication, recommender, pricer, dispatcher = job
+    return simulate(scenario, replication=replication, recommender=recommender, pricer=pricer, dispatcher=dispatcher)
 
 
 def _run_all(jobs: list, workers: int | None, progress: bool) -> list[RunRecord]:
@@ -291,9 +324,25 @@ def _finding(spec: MetricSpec, cohort, per_rep, reps, conf, boot_rng, scenario, 
         boot = np.array([ests[0].stat(idx[boot_rng.integers(0, idx.size, idx.size)]) for _ in range(b)])
     value, lo, hi = _interval(values, boot, conf)
     v, note = verdict(spec.rule, value, lo, hi, spec.threshold, observed_values=values, center=spec.center)
+    if ests[0].note:
+        note += f"; {ests[0].note}"
     if reps == 1 and spec.rule not in ("info", "zero"):
         note += "; one replication: the interval covers user sampling only, not world-to-world variation"
     return Finding(value=value, ci_low=lo, ci_high=hi, verdict=v, note=note, **base)
+
+
+def planned_runs(scenario: Scenario, replications: int) -> int:
+    """Return the number of simulations an audit of ``scenario`` runs (for the memory check before it starts)."""
+    cf_pricer = scenario.audit.counterfactual_pricer
+    pricer_cf = scenario.market is not None and (scenario.pricer.kind != cf_pricer or bool(scenario.pricer.params))
+    same = scenario.dispatcher.kind == scenario.audit.counterfactual_dispatcher and not scenario.dispatcher.params
+    dispatcher_cf = scenario.fleet is not None and scenario.population.n_users > 0 and not same
+    return replications * (2 + int(pricer_cf) + int(dispatcher_cf))
+
+
+def articles_in_scope(findings: list[Finding]) -> set[int]:
+    """Articles with at least one finding about somebody (users or couriers) the scenario simulates."""
+    return {f.article for f in findings if f.n_users > 0}
 
 
 def article_verdicts(findings: list[Finding]) -> dict[int, str]:

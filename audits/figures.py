@@ -17,6 +17,9 @@ from sim.scenario import COHORTS
 
 __all__ = [
     "daily_minutes",
+    "deadline_tightness",
+    "hourly_pay_distribution",
+    "hours_worked",
     "feed_entropy",
     "fraud_exposure",
     "hourly_use",
@@ -288,4 +291,95 @@ def minors_payments(records, catalogue) -> bytes:
     ax.set_xlabel("age (black: per-payment cap, NPPA 2019)")
     ax.set_ylabel("yuan per payment")
     ax.set_title("Minors' payments against the per-payment caps (red: over)")
+    return _png(fig)
+
+
+# --- Art. 20: the delivery fleet ---------------------------------------------------------------------
+
+_SPEED_TOLERANCE = 0.05  # km/h: float32 rounding of deadlines
+
+
+def _pay_rates(records) -> np.ndarray:
+    """Net hourly pay of every courier-day with at least an hour of order-taking, pooled over records."""
+    from audits.fleet_metrics import MIN_DAY_MINUTES, per_worker_day_pay
+
+    out = []
+    for r in records:
+        net, minutes = per_worker_day_pay(r)
+        ok = minutes >= MIN_DAY_MINUTES
+        out.append(net[ok] / (minutes[ok] / 60.0))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def hourly_pay_distribution(records, cf_records, cf_label: str) -> bytes:
+    """Art. 20: net hourly pay of courier-days, audited and counterfactual, against the minimum wage."""
+    wage = records[0].scenario.fleet.min_hourly_wage
+    a, c = _pay_rates(records), _pay_rates(cf_records)
+    fig, ax = _figure((7.5, 3.4))
+    both = np.concatenate([a, c, [wage]])
+    lo, hi = np.percentile(both, [0.5, 99.5]) if both.size > 1 else (0.0, 2 * wage)
+    bins = np.linspace(min(lo, 0.0), max(hi, 1.3 * wage), 50)
+    ax.hist(np.clip(a, bins[0], bins[-1]), bins=bins, alpha=0.6, color="#d62728",
+            label=f"audited ({np.mean(a < wage):.0%} of days below)")  # fmt: skip
+    ax.hist(np.clip(c, bins[0], bins[-1]), bins=bins, alpha=0.5, color="#1f77b4",
+            label=f"{cf_label} ({np.mean(c < wage):.0%} below)")  # fmt: skip
+    ax.axvline(wage, color="black", lw=1.5)
+    ax.text(wage, ax.get_ylim()[1] * 0.95, f" minimum wage {wage:g} yuan/h", fontsize=8, va="top")
+    ax.set_xlabel("net pay per working hour (yuan, after penalties, top-ups and costs)")
+    ax.set_ylabel("courier-days")
+    ax.set_title("Hourly pay of courier-days against the minimum hourly wage")
+    ax.legend(fontsize=8, loc="upper left")
+    return _png(fig)
+
+
+def hours_worked(records, cf_records, cf_label: str) -> bytes:
+    """Art. 20: order-taking hours per worked courier-day (line at 8 h) and the longest stretch (line at 4 h)."""
+    fig, axes = _figure((8.5, 3.4), ncols=2)
+    for recs, color, label in ((records, "#d62728", "audited"), (cf_records, "#1f77b4", cf_label)):
+        taking = np.concatenate([r.fleet.day_column("order_taking_minutes").ravel() for r in recs]) / 60.0
+        stretch = np.concatenate([r.fleet.day_column("max_stretch_minutes").ravel() for r in recs]) / 60.0
+        worked = taking > 0
+        # bins closed on the right, so a day of exactly 8 h sits left of the 8-h line
+        bins = np.arange(0, 17, 0.5) + 1e-6
+        axes[0].hist(taking[worked], bins=bins, alpha=0.55, color=color,
+                     label=f"{label} ({np.mean(taking[worked] > 8 + 1e-4):.0%} over 8 h)")  # fmt: skip
+        axes[1].hist(stretch[worked], bins=bins, alpha=0.55, color=color, label=label)
+    axes[0].axvline(8, color="black", lw=1.5)
+    axes[1].axvline(4, color="black", lw=1.5)
+    axes[0].set_xlabel("order-taking hours per worked day")
+    axes[1].set_xlabel("longest continuous stretch, hours (incl. finishing orders)")
+    axes[0].set_ylabel("courier-days")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    axes[0].set_title("Hours worked", fontsize=10)
+    axes[1].set_title("Continuous work without a 20-min pause", fontsize=10)
+    return _png(fig)
+
+
+def deadline_tightness(records, cf_records, cf_label: str) -> bytes:
+    """Art. 20: where deadlines sit among delivery times (line at the median) and the speed they imply (line 15 km/h)."""
+    from audits.fleet_metrics import order_deadline_stats
+
+    fig, axes = _figure((8.5, 3.4), ncols=2)
+    for recs, color, label in ((records, "#d62728", "audited"), (cf_records, "#1f77b4", cf_label)):
+        stats = [order_deadline_stats(r) for r in recs]
+        pct = np.concatenate([s["percentile"] for s in stats])
+        speed = np.concatenate([s["implied_speed"] for s in stats])
+        axes[0].hist(pct, bins=np.linspace(0, 100, 41), alpha=0.55, color=color,
+                     label=f"{label} (mean P{pct.mean():.0f})" if pct.size else label)  # fmt: skip
+        ok = np.isfinite(speed)
+        if ok.any():
+            # deadlines are stored in float32: a deadline set at exactly 15 km/h reads back a hair faster
+            fast = np.mean(speed[ok] > 15.0 + _SPEED_TOLERANCE)
+            axes[1].hist(speed[ok] - 1e-6, bins=np.linspace(0, 40, 41), alpha=0.55, color=color,
+                         label=f"{label} ({fast:.0%} above 15 km/h)")  # fmt: skip
+    axes[0].axvline(50, color="black", lw=1.5)
+    axes[1].axvline(15, color="black", lw=1.5)
+    axes[0].set_xlabel("percentile among comparable delivery times")
+    axes[1].set_xlabel("speed the deadline implies, km/h")
+    axes[0].set_ylabel("orders")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    axes[0].set_title("Deadline tightness", fontsize=10)
+    axes[1].set_title("Implied riding speed", fontsize=10)
     return _png(fig)

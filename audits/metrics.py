@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audits.catalogue import Catalogue
+from audits.fleet_metrics import fleet_estimators
 from audits.market_metrics import market_estimators
 from sim.record import RunRecord
 
@@ -47,6 +48,7 @@ class Estimator:
     mask: np.ndarray
     stat: Callable[[np.ndarray], float]
     undefined_reason: str = ""
+    note: str = ""
 
     def value(self) -> float:
         """Return the statistic over the whole scope."""
@@ -91,6 +93,7 @@ def build_estimators(
     catalogue: Catalogue,
     rng: np.random.Generator,
     pricer_counterfactual: RunRecord | None = None,
+    dispatcher_counterfactual: RunRecord | None = None,
 ) -> dict[tuple[str, str], Estimator]:
     """Estimators for every (metric, cohort) pair of the catalogue.
 
@@ -105,6 +108,9 @@ def build_estimators(
     pricer_counterfactual : RunRecord, optional
         The run with only the pricer swapped for the reference pricer (market
         findings in ``PRICER_CF_METRICS``); defaults to ``c``.
+    dispatcher_counterfactual : RunRecord, optional
+        The run with the same orders and couriers under the counterfactual dispatcher (fleet
+        findings); defaults to ``c``.
     """
     if not np.array_equal(t.cohort, c.cohort) or not np.array_equal(t.age, c.age):
         raise ValueError("audited and counterfactual records are not paired (different populations)")
@@ -177,4 +183,5 @@ def build_estimators(
     jac = _minhash_jaccard(t.minhash, partner) - _minhash_jaccard(c.minhash, partner)
     est[("homogenisation_increase", "all")] = Estimator(pair_ok, mean_of(jac))
     est.update(market_estimators(t, c, pricer_counterfactual or c, catalogue, masks, Estimator))
+    est.update(fleet_estimators(t, dispatcher_counterfactual or c, Estimator))
     return est

@@ -14,7 +14,7 @@ import html
 import json
 
 from audits import figures
-from audits.audit import AuditResult, article_verdicts
+from audits.audit import AuditResult, article_verdicts, articles_in_scope
 
 __all__ = ["render_html"]
 
@@ -78,6 +78,12 @@ _ARTICLE_TEXT = {
     18: "Minors' use against the caps of the minors' mode guideline, night use, long sessions without a rest "
     "prompt, and harmful content in minors' feeds; with a market, minors' payments against the spending caps.",
     19: "How often the elderly are shown fraudulent offers compared with adults, and what they lose to them.",
+    20: "Couriers' pay, hours, rest and deadlines under the audited dispatcher, and under the counterfactual "
+    "dispatcher on the same orders, couriers and weather (common random numbers): net pay per working hour "
+    "against the local minimum hourly wage, days over 8 hours of order-taking, orders pushed after 4 hours of "
+    "continuous work without a 20-minute pause, weeks without a rest day, where deadlines sit in the distribution "
+    "of delivery times and the riding speed they imply, and lateness penalties, including those for delays the "
+    "courier could not control (weather, waiting at the merchant).",
     21: "Prices compared with the uniform price for the same product at the same time (the reference pricer's "
     "quote, recorded next to every quote): loyal against new customers, iOS against Android, the effect of "
     "non-cost traits, undisclosed differences, and the consumer surplus moved to the platform.",
@@ -85,11 +91,33 @@ _ARTICLE_TEXT = {
 _NO_MARKET = "The scenario has no market ([market] table), so this article's market findings are undefined."
 
 
+def _scope_line(sc, recs) -> str:
+    who = [f"{sc.population.n_users:,} simulated users"] if sc.population.n_users else []
+    if sc.fleet is not None:
+        who.append(f"{sc.fleet.n_workers:,} couriers")
+    return f"{' and '.join(who)}, {sc.clock.days} days, "
+
+
+def _algorithms_line(sc, recs) -> str:
+    parts = []
+    if sc.population.n_users:
+        parts.append(f"Audited recommender: <code>{html.escape(recs[0].recommender)}</code>; counterfactual: "
+                     f"<code>{html.escape(sc.audit.counterfactual)}</code>")  # fmt: skip
+    if recs[0].market is not None:
+        parts.append(f"audited pricer: <code>{html.escape(recs[0].market.pricer)}</code>; counterfactual: "
+                     f"<code>{html.escape(sc.audit.counterfactual_pricer)}</code>")  # fmt: skip
+    if recs[0].fleet is not None:
+        parts.append(f"audited dispatcher: <code>{html.escape(recs[0].fleet.dispatcher)}</code>; counterfactual: "
+                     f"<code>{html.escape(sc.audit.counterfactual_dispatcher)}</code>")  # fmt: skip
+    return "; ".join(parts) + " "
+
+
 def render_html(result: AuditResult, manifest: dict | None = None) -> str:
     """Render an audit result as one self-contained HTML page."""
     sc = result.scenario
     cat = result.catalogue
     verdicts = article_verdicts(result.findings)
+    scope = articles_in_scope(result.findings)
     cf = sc.audit.counterfactual
     recs, cfs = result.records, result.counterfactual_records
     parts = [
@@ -97,21 +125,16 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
         f"<title>recaudit report: {html.escape(sc.name)}</title><style>{_CSS}</style></head><body>",
         f"<h1>Algorithm audit: {html.escape(sc.name)}</h1>",
         f"<p class='muted'>{html.escape(sc.description)}</p>",
-        f"<p class='muted'>{sc.population.n_users:,} simulated users, {sc.clock.days} days, "
-        f"{len(recs)} replication(s), seed {sc.seed}. Audited recommender: <code>"
-        f"{html.escape(recs[0].recommender)}</code>; counterfactual: <code>{html.escape(cf)}</code> "
-        + (
-            f"with the <code>{html.escape(sc.audit.counterfactual_pricer)}</code> pricer; audited pricer: <code>"
-            f"{html.escape(recs[0].market.pricer)}</code> "
-            if recs[0].market is not None
-            else ""
-        )
-        + "(same users, same random numbers). Provisions on the Management of Algorithmic Recommendations in "
+        f"<p class='muted'>{_scope_line(sc, recs)}{len(recs)} replication(s), seed {sc.seed}. "
+        + _algorithms_line(sc, recs)
+        + "(same people, same random numbers). Provisions on the Management of Algorithmic Recommendations in "
         "Internet Information Services (2021, in force 1 March 2022).</p>",
         "<h2>Verdicts by article</h2><table><tr><th>article</th><th>duty</th><th>verdict</th>"
         "<th>failing metrics</th></tr>",
     ]
     for art, v in verdicts.items():
+        if art not in scope:
+            continue
         failing = sorted(
             {f"{f.metric} ({f.cohort})" for f in result.findings if f.article == art and f.verdict == "fail"}
         )
@@ -120,13 +143,22 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
             f"<td>{_badge(v)}</td><td class='muted'>{html.escape(', '.join(failing) or '–')}</td></tr>"
         )
     parts.append("</table>")
+    absent = [art for art in verdicts if art not in scope]
+    if absent:
+        parts.append(
+            "<p class='muted'>Not simulated in this scenario (no users or couriers in their scope): "
+            + ", ".join(f"Art. {a} ({html.escape(cat.titles[a])})" for a in absent)
+            + ".</p>"
+        )
 
-    figs = {
-        8: [figures.daily_minutes(recs, cfs, cf), figures.hourly_use(recs)],
-        12: [figures.feed_entropy(recs, cfs, cf)],
-        17: [figures.optout_alignment(recs)],
-        18: [figures.minors_caps(recs, cat), figures.hourly_use(recs)],
-    }
+    figs = {}
+    if recs[0].n_users:
+        figs = {
+            8: [figures.daily_minutes(recs, cfs, cf), figures.hourly_use(recs)],
+            12: [figures.feed_entropy(recs, cfs, cf)],
+            17: [figures.optout_alignment(recs)],
+            18: [figures.minors_caps(recs, cat), figures.hourly_use(recs)],
+        }
     if recs[0].market is not None:
         pcfs = result.pricer_counterfactual_records or cfs
         pcf_label = f"{sc.audit.counterfactual_pricer} pricer"
@@ -134,7 +166,17 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
         figs[18].append(figures.minors_payments(recs, cat))
         figs[19] = [figures.fraud_exposure(recs)]
         figs[21] = [figures.price_by_segment(recs, cat), figures.surplus_by_cohort(recs, pcfs, pcf_label)]
+    if recs[0].fleet is not None:
+        dcfs = result.dispatcher_counterfactual_records or cfs
+        dcf_label = f"{sc.audit.counterfactual_dispatcher} dispatcher"
+        figs[20] = [
+            figures.hourly_pay_distribution(recs, dcfs, dcf_label),
+            figures.hours_worked(recs, dcfs, dcf_label),
+            figures.deadline_tightness(recs, dcfs, dcf_label),
+        ]
     for art in verdicts:
+        if art not in scope:
+            continue
         fs = [f for f in result.findings if f.article == art]
         parts.append(f"<h2 id='art{art}'>Art. {art}: {html.escape(cat.titles[art])} {_badge(verdicts[art])}</h2>")
         parts.append(f"<p>{html.escape(_ARTICLE_TEXT.get(art, ''))}</p>")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 
-from audits.audit import MIN_SCOPE, AuditResult, article_verdicts
+from audits.audit import MIN_SCOPE, AuditResult, article_verdicts, articles_in_scope
 
 __all__ = ["render_self_assessment"]
 
@@ -30,6 +30,13 @@ ALGORITHM_TYPE_NAMES = {
     "search_filtering": "search and filtering (检索过滤类)",
     "dispatch_decision": "dispatch and decision-making (调度决策类)",
 }
+
+
+def _who(sc) -> str:
+    who = [f"{sc.population.n_users:,} users"] if sc.population.n_users else []
+    if sc.fleet is not None:
+        who.append(f"{sc.fleet.n_workers:,} couriers")
+    return " and ".join(who)
 
 
 def _num(x) -> str:
@@ -64,7 +71,57 @@ def _mitigations(sc) -> list[str]:
         if sc.pricer.kind in ("uniform", "compliant"):
             out.append(f"Pricing (Art. 21): '{sc.pricer.kind}' pricer (the same price for the same product at the "
                        "same time; only disclosed, opt-in promotions differ).")  # fmt: skip
+    if sc.fleet is not None:
+        out += _fleet_mitigations(sc)
     return out or ["None: the scenario tests the service without protective settings."]
+
+
+def _fleet_mitigations(sc) -> list[str]:
+    """Describe what the scenario's dispatcher does for couriers (Art. 20), read from its settings."""
+    from sim.registry import make_dispatcher
+
+    d = make_dispatcher(sc.dispatcher)
+    params = d.get_params() if hasattr(d, "get_params") else {}
+    out = []
+    if callable(getattr(d, "access", None)) and "daily_cap_minutes" in params:
+        out.append(f"Rest rules (Art. 20): no orders past {params['daily_cap_minutes'] / 60:g} h of order-taking a "
+                   f"day, a {params['pause_minutes']:g}-minute pause after {params['stretch_limit_minutes'] / 60:g} h "
+                   f"continuous, no more than {params['max_consecutive_days']} working days in a row.")  # fmt: skip
+    elif callable(getattr(d, "access", None)):
+        out.append("Rest rules (Art. 20): the dispatcher pauses or stops couriers through access().")
+    if params.get("percentile", 0) >= 50 and "speed_basis_kmh" in params:
+        out.append(f"Deadlines (Art. 20): at the P{params['percentile']:g} of past delivery times of comparable "
+                   f"orders, never faster than {params['speed_basis_kmh']:g} km/h; lateness from weather or "
+                   f"merchants {'excused' if params.get('excuse_uncontrollable') else 'not excused'}.")  # fmt: skip
+    if callable(getattr(d, "settle", None)) and "hourly_floor" in params:
+        out.append(f"Pay floor (Art. 20): each day topped up to {params['hourly_floor']:g} yuan per order-taking "
+                   "hour after estimated costs.")  # fmt: skip
+    return out
+
+
+def _algorithms(sc, rec0) -> list[str]:
+    lines = []
+    if sc.population.n_users:
+        lines.append(f"- Recommender: `{rec0.recommender}` with parameters "
+                     f"`{json.dumps(rec0.recommender_params, default=str)}`; {sc.recommender.slate_size} items shown "
+                     f"from {sc.recommender.n_candidates} candidates per view.")  # fmt: skip
+    if rec0.market is not None:
+        lines.append(f"- Pricer: `{rec0.market.pricer}` with parameters "
+                     f"`{json.dumps(rec0.market.pricer_params, default=str)}`; sponsored offers targeted by "
+                     f"{sc.market.targeting}.")  # fmt: skip
+    if rec0.fleet is not None:
+        lines.append(f"- Dispatcher: `{rec0.fleet.dispatcher}` with parameters "
+                     f"`{json.dumps(rec0.fleet.dispatcher_params, default=str)}`; {sc.fleet.n_workers:,} couriers, "
+                     f"orders from {'platform purchases' if sc.fleet.orders == 'market' else 'a demand profile'}.")  # fmt: skip
+    against = []
+    if sc.population.n_users:
+        against.append(f"the `{sc.audit.counterfactual}` recommender")
+    if rec0.market is not None:
+        against.append(f"the `{sc.audit.counterfactual_pricer}` pricer")
+    if rec0.fleet is not None:
+        against.append(f"the `{sc.audit.counterfactual_dispatcher}` dispatcher")
+    lines.append(f"- Compared with: {' and '.join(against)} on the same simulated people with the same random numbers.")
+    return lines
 
 
 def render_self_assessment(result: AuditResult, manifest: dict | None = None) -> str:
@@ -72,7 +129,8 @@ def render_self_assessment(result: AuditResult, manifest: dict | None = None) ->
     sc = result.scenario
     f = sc.filing
     cat = result.catalogue
-    verdicts = article_verdicts(result.findings)
+    scope = articles_in_scope(result.findings)
+    verdicts = {a: v for a, v in article_verdicts(result.findings).items() if a in scope}
     rec0 = result.records[0]
     lines = [
         f"# Algorithm self-assessment (draft): {f.service_name}",
@@ -93,17 +151,9 @@ def render_self_assessment(result: AuditResult, manifest: dict | None = None) ->
         "",
         "## 2. The algorithm assessed",
         "",
-        f"- Recommender: `{rec0.recommender}` with parameters `{json.dumps(rec0.recommender_params, default=str)}`; "
-        f"{sc.recommender.slate_size} items shown from {sc.recommender.n_candidates} candidates per view.",
     ]
-    if rec0.market is not None:
-        lines.append(f"- Pricer: `{rec0.market.pricer}` with parameters "
-                     f"`{json.dumps(rec0.market.pricer_params, default=str)}`; sponsored offers targeted by "
-                     f"{sc.market.targeting}.")  # fmt: skip
+    lines += _algorithms(sc, rec0)
     lines += [
-        f"- Compared with: the `{sc.audit.counterfactual}` recommender"
-        + (f" and the `{sc.audit.counterfactual_pricer}` pricer" if rec0.market is not None else "")
-        + " on the same simulated users with the same random numbers.",
         "",
         "## 3. Risks assessed, article by article",
         "",
@@ -136,18 +186,22 @@ def render_self_assessment(result: AuditResult, manifest: dict | None = None) ->
             lines.append(f"- `{x.metric}` ({x.cohort}): {_num(x.value)}{ci} {x.unit}{line}; {x.verdict}. "
                          f"Source: {x.source}.")  # fmt: skip
         lines.append("")
+    skipped = [a for a in article_verdicts(result.findings) if a not in scope]
+    if skipped:
+        lines += [f"Not simulated in this scenario: {', '.join(f'Art. {a}' for a in skipped)}.", ""]
     lines += ["## 4. Mitigations tested", ""] + [f"- {m}" for m in _mitigations(sc)]
     lines += [
         "",
         "## 5. Method and limits",
         "",
-        f"- Agent-based simulation of {sc.population.n_users:,} users over {sc.clock.days} days, "
+        f"- Agent-based simulation of {_who(sc)} over {sc.clock.days} days, "
         f"{len(result.records)} replication(s), seed {sc.seed}; each finding is a level or a difference from the "
         f"counterfactual with a {sc.audit.confidence:.0%} interval, and verdicts use the interval, not the point "
         "estimate.",
-        "- The simulated users' behaviour (habit, self-control, price sensitivity, fraud susceptibility) is a model "
-        "calibrated to published figures (see the report's method section); results describe what the algorithm "
-        "does to such users, not a measurement of the live service.",
+        "- The simulated people's behaviour (users' habit, self-control, price sensitivity, fraud susceptibility; "
+        "couriers' earnings targets, acceptance of offers, shifts and rest) is a model calibrated to published "
+        "figures (see the report's method section); results describe what the algorithm does to such people, "
+        "not a measurement of the live service.",
         "- Lines marked 'proposed' in the sources are audit lines from our research notes where no regulator has "
         "published a number.",
     ]

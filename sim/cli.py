@@ -3,13 +3,14 @@
 Commands
 --------
 run SCENARIO
-    Simulate and write metrics.parquet, users.parquet, hourly.parquet (and quotes.parquet
-    with a market), manifest.json.
+    Simulate and write metrics.parquet, users.parquet, hourly.parquet (with feed users),
+    quotes.parquet (with a market), deliveries.parquet and worker_days.parquet (with a
+    fleet), manifest.json.
 audit SCENARIO
     Also run the counterfactual, and write findings.json, report.html and a draft
     Art. 24 self-assessment (self_assessment.md).
 list
-    The recommenders and pricers available by name.
+    The recommenders, pricers and dispatchers available by name.
 sweep SWEEP --out DIR
     Run a sweep of experiments on Dask (resumable); write the experiments and outcomes
     tables, and a policy comparison by lever (policy.parquet, policy.png).
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("audit", help="simulate, run the counterfactual, and write findings and a report")
     common(a)
     a.add_argument("--replications", type=int, default=None, help="replications (default: the scenario's)")
-    sub.add_parser("list", help="list the recommenders and pricers available by name")
+    sub.add_parser("list", help="list the recommenders, pricers and dispatchers available by name")
 
     def sweep_args(sp):
         sp.add_argument("sweep", help="sweep TOML file, e.g. scenarios/minors_cap_sweep.toml")
@@ -79,11 +80,19 @@ def _load(args):
             raise _BadInput(f"--{flag} must be {'>= 0' if flag == 'seed' else '>= 1'} (got {v})")
     sc = load_scenario(args.scenario)
     sc = sc.with_overrides(n_users=args.users, days=args.days, seed=args.seed)
-    from sim.registry import make_pricer, make_recommender
+    from sim.registry import make_dispatcher, make_pricer, make_recommender
 
     make_recommender(sc.recommender)  # fail fast on a bad plugin, before any simulation
     if sc.market is not None:
         make_pricer(sc.pricer)
+    if sc.fleet is not None:
+        make_dispatcher(sc.dispatcher)
+        from sim.platform import PluginError
+
+        try:
+            make_dispatcher(sc.audit.counterfactual_dispatcher)
+        except PluginError as exc:
+            raise _BadInput(f"{args.scenario}: audit.counterfactual_dispatcher: {exc}") from None
     if getattr(args, "command", None) == "audit":
         from sim.platform import PluginError
 
@@ -109,15 +118,22 @@ def _progress(args) -> bool:
 def _write_run_tables(stage: Path, rec, meta: dict) -> None:
     from sim.output import write_parquet
 
-    write_parquet(rec.daily(), stage / "metrics.parquet", meta)
-    write_parquet(rec.users_frame(), stage / "users.parquet", meta)
-    write_parquet(rec.hourly(), stage / "hourly.parquet", meta)
+    if rec.n_users:
+        write_parquet(rec.daily(), stage / "metrics.parquet", meta)
+        write_parquet(rec.users_frame(), stage / "users.parquet", meta)
+        write_parquet(rec.hourly(), stage / "hourly.parquet", meta)
     if rec.market is not None:
         write_parquet(rec.market.quotes_frame(), stage / "quotes.parquet", meta)
+    if rec.fleet is not None:
+        write_parquet(rec.fleet.orders_frame(), stage / "deliveries.parquet", meta)
+        write_parquet(rec.fleet.worker_days_frame(), stage / "worker_days.parquet", meta)
 
 
 def _tables(rec) -> str:
-    return "metrics.parquet, users.parquet, hourly.parquet, " + ("quotes.parquet, " if rec.market is not None else "")
+    names = ["metrics.parquet", "users.parquet", "hourly.parquet"] if rec.n_users else []
+    names += ["quotes.parquet"] if rec.market is not None else []
+    names += ["deliveries.parquet", "worker_days.parquet"] if rec.fleet is not None else []
+    return "".join(f"{n}, " for n in names)
 
 
 def _cmd_run(args) -> int:
@@ -140,9 +156,10 @@ def _cmd_run(args) -> int:
 
 def _summary_run(rec, out: Path) -> None:
     d = rec.daily()
-    last = d[d.day == d.day.max()]
-    print(f"simulated {rec.n_users:,} users for {rec.n_days} days in {rec.wall_seconds:.1f} s "
-          f"({rec.agent_steps / max(rec.wall_seconds, 1e-9):,.0f} agent-steps/s)")  # fmt: skip
+    last = d[d.day == d.day.max()] if len(d) else d
+    who = f"{rec.n_users:,} users" if rec.n_users or rec.fleet is None else f"{rec.fleet.n_workers:,} couriers"
+    print(f"simulated {who} for {rec.n_days} days in {rec.wall_seconds:.1f} s"
+          + (f" ({rec.agent_steps / max(rec.wall_seconds, 1e-9):,.0f} agent-steps/s)" if rec.n_users else ""))  # fmt: skip
     for _, r in last.iterrows():
         print(f"  {r.cohort:8s} day {int(r.day) + 1}: {r.minutes_mean:6.1f} min/day (P90 {r.minutes_p90:6.1f}), "
               f"night {r.night_minutes_mean:5.1f} min")  # fmt: skip
@@ -151,16 +168,24 @@ def _summary_run(rec, out: Path) -> None:
         bought = q["outcome"] == 1
         print(f"  market ({rec.market.pricer} pricer): {q['tick'].size:,} offers, {int(bought.sum()):,} purchases, "
               f"{rec.market.money['user_paid_platform']:,.0f} yuan paid on the platform")  # fmt: skip
+    if rec.fleet is not None:
+        f = rec.fleet
+        st = f.orders["status"]
+        minutes = f.day_column("online_minutes")
+        worked = minutes > 0
+        print(f"  fleet ({f.dispatcher} dispatcher): {st.size:,} orders, {int((st == 3).sum()):,} delivered, "
+              f"{int((st == 4).sum()):,} cancelled; {minutes[worked].mean() / 60 if worked.any() else 0:.1f} h "
+              "per worked courier-day")  # fmt: skip
     print(f"wrote {out}/{_tables(rec)}manifest.json")
 
 
-_HEADLINES = ("loyal_new_price_ratio", "fraud_exposure_ratio")  # printed under their article
+_HEADLINES = ("loyal_new_price_ratio", "fraud_exposure_ratio", "net_hourly_pay_to_min_wage")  # under their article
 
 
 def _cmd_audit(args) -> int:
     import os
 
-    from audits.audit import article_verdicts, run_audit
+    from audits.audit import article_verdicts, articles_in_scope, planned_runs, run_audit
     from audits.report import render_html
     from audits.self_assessment import render_self_assessment
     from sim.memory import check_memory
@@ -168,8 +193,7 @@ def _cmd_audit(args) -> int:
 
     sc, out = _load(args)
     reps = args.replications or sc.audit.replications
-    pricer_cf = sc.market is not None and (sc.pricer.kind != sc.audit.counterfactual_pricer or bool(sc.pricer.params))
-    runs = reps * (3 if pricer_cf else 2)
+    runs = planned_runs(sc, reps)
     check_memory(sc, runs=runs, concurrent=min(runs, os.cpu_count() or 1))  # before anything is written
     command = "recaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with staged_output(out) as stage:
@@ -177,31 +201,43 @@ def _cmd_audit(args) -> int:
         meta = manifest(sc, command=command, seed=sc.seed, replications=reps,
                         extra={"wall_seconds": result.wall_seconds,
                                "counterfactual": sc.audit.counterfactual,
-                               "counterfactual_pricer": sc.audit.counterfactual_pricer})  # fmt: skip
+                               "counterfactual_pricer": sc.audit.counterfactual_pricer,
+                               "counterfactual_dispatcher": sc.audit.counterfactual_dispatcher})  # fmt: skip
         _write_run_tables(stage, result.records[0], meta)
         write_json([f.to_dict() for f in result.findings], stage / "findings.json")
         (stage / "report.html").write_text(render_html(result, manifest=meta), encoding="utf-8")
         (stage / "self_assessment.md").write_text(render_self_assessment(result, manifest=meta), encoding="utf-8")
         write_json(meta, stage / "manifest.json")
     verdicts = article_verdicts(result.findings)
-    print(f"audited '{sc.name}': {sc.population.n_users:,} users, {sc.clock.days} days, {reps} replication(s), "
-          f"counterfactual '{sc.audit.counterfactual}', {result.wall_seconds:.1f} s")  # fmt: skip
+    scope = articles_in_scope(result.findings)
+    who = [f"{sc.population.n_users:,} users"] if sc.population.n_users else []
+    who += [f"{sc.fleet.n_workers:,} couriers"] if sc.fleet is not None else []
+    cfs = [f"'{sc.audit.counterfactual}'"] if sc.population.n_users else []
+    cfs += [f"'{sc.audit.counterfactual_dispatcher}' dispatcher"] if sc.fleet is not None else []
+    print(f"audited '{sc.name}': {', '.join(who)}, {sc.clock.days} days, {reps} replication(s), "
+          f"counterfactual {' and '.join(cfs)}, {result.wall_seconds:.1f} s")  # fmt: skip
+    skipped = [art for art in verdicts if art not in scope]
     for art, v in verdicts.items():
+        if art not in scope:
+            continue
         fails = [f"{f.metric}/{f.cohort}" for f in result.findings if f.article == art and f.verdict == "fail"]
         print(f"  Art. {art:>2}: {v.upper():9s} {'; '.join(fails[:4])}")
         headline = next((f for f in result.findings if f.article == art and f.metric in _HEADLINES), None)
         if headline is not None and headline.value is not None:
             print(f"           {headline.metric} = {headline.value:.3f} "
                   f"[{headline.ci_low:.3f}, {headline.ci_high:.3f}] ({headline.verdict})")  # fmt: skip
+    if skipped:
+        print(f"  not simulated in this scenario: {', '.join(f'Art. {a}' for a in skipped)}")
     print(f"wrote {out}/report.html, self_assessment.md, findings.json, {_tables(result.records[0])}manifest.json")
     return 0
 
 
 def _cmd_list(args) -> int:
-    from sim.registry import available_pricers, available_recommenders
+    from sim.registry import available_dispatchers, available_pricers, available_recommenders
 
     print("recommenders: " + ", ".join(available_recommenders()))
     print("pricers (scenarios with a [market] table): " + ", ".join(available_pricers()))
+    print("dispatchers (scenarios with a [fleet] table): " + ", ".join(available_dispatchers()))
     print("wrappers (scenario tables): [recommender.diversity], [recommender.non_personalised], "
           "[recommender.minors_mode]")  # fmt: skip
     return 0

@@ -10,7 +10,8 @@ One tick (``FeedWorld.step``):
    c. scoring: ``recommender.score`` (checked against the protocol);
    d. viewing (kernel ``view_step``): slate, choice, watching, updates, go on?;
    e. logging: platform counters, hourly minutes.
-   (then, with a market: the market phase, :class:`sim.market.world.Market`)
+   (then, with a market: the market phase, :class:`sim.market.world.Market`;
+   with a fleet: the fleet phase, :class:`sim.fleet.world.Fleet`, in minute steps)
 3. Learning: ``recommender.fit(view, log of the tick)``.
 4. At midnight: per-user day statistics are stored, counters reset, the
    platform's counts decay and the oldest items are replaced.
@@ -32,6 +33,7 @@ import time
 import numba
 import numpy as np
 
+from sim.fleet.world import Fleet
 from sim.kernels import feed
 from sim.kernels import layout as L
 from sim.market.world import Market
@@ -108,9 +110,11 @@ class FeedWorld:
         option, minors' mode); by default built from ``scenario.recommender``.
     pricer : object, optional
         A pricer instance to use instead of ``scenario.pricer`` (scenarios with a market).
+    dispatcher : object, optional
+        A dispatcher instance to use instead of ``scenario.dispatcher`` (scenarios with a fleet).
     """
 
-    def __init__(self, scenario: Scenario, replication: int = 0, recommender=None, pricer=None):
+    def __init__(self, scenario: Scenario, replication: int = 0, recommender=None, pricer=None, dispatcher=None):
         sc = self.scenario = scenario
         self.replication = replication
         self.key = root_key(sc.seed, replication)
@@ -163,6 +167,7 @@ class FeedWorld:
             if sc.market is not None
             else None
         )
+        self.fleet = Fleet(sc, replication, self.key, n, dispatcher=dispatcher) if sc.fleet is not None else None
 
     # -- protocol checks -------------------------------------------------------------------
     def _checked_scores(self, scores, shape):
@@ -304,6 +309,14 @@ class FeedWorld:
             with _threads_for(u.n_users):
                 self.market.step(tick, tpd, hour, feed_minutes, ACTIVITY_PROFILES)
 
+        # 2c. the fleet (after the market: a share of the tick's purchases are delivered)
+        if self.fleet is not None:
+            if sc.fleet.orders == "market" and self.market is not None:
+                buyers, products = self.market.last_sales
+                self.fleet.add_market_orders(tick, float(sc.clock.tick_minutes), buyers, products)
+            with _threads_for(self.fleet.workers.n_workers):
+                self.fleet.step(tick)
+
         # 3. learning
         cat = np.concatenate
         log = InteractionLog(
@@ -344,6 +357,8 @@ class FeedWorld:
         self._replaced = new
         if self.market is not None:
             self.market.end_of_day(day)
+        if self.fleet is not None:
+            self.fleet.end_of_day(day)
 
     def run(self, progress: bool = False, label: str = "") -> RunRecord:
         """Run to the end of the scenario and return its record."""
@@ -363,7 +378,7 @@ class FeedWorld:
 
 
 def simulate(
-    scenario: Scenario, replication: int = 0, recommender=None, progress: bool = False, pricer=None
+    scenario: Scenario, replication: int = 0, recommender=None, progress: bool = False, pricer=None, dispatcher=None
 ) -> RunRecord:
     """Run ``scenario`` (replication ``replication``) and return its :class:`RunRecord`.
 
@@ -373,5 +388,5 @@ def simulate(
         If the run would not fit in the memory available (:func:`sim.memory.check_memory`).
     """
     check_memory(scenario)
-    world = FeedWorld(scenario, replication=replication, recommender=recommender, pricer=pricer)
+    world = FeedWorld(scenario, replication=replication, recommender=recommender, pricer=pricer, dispatcher=dispatcher)
     return world.run(progress=progress)

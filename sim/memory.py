@@ -34,6 +34,8 @@ PROCESS_BASE = 300 * 2**20  # Python, numpy, pandas, numba and the loaded kernel
 PEAK_ACTIVE_SHARE = 0.25  # share of users in session in the busiest sub-step (calibration: evening peak)
 FEED_MINUTES_PER_DAY = 200.0  # generous mean scrolling for the expected number of sponsored offers
 QUOTE_BYTES = 140  # one row of the quote log: 25 columns (sim.market.world.QUOTE_COLUMNS)
+ORDER_BYTES = 125  # one order: the columns of sim.fleet.state._ORDER_FIELDS
+WORKER_BYTES = 160  # one courier's state and traits (sim.fleet.state.Workers), queue of 3 included
 
 
 def _world_bytes(sc: Scenario) -> dict[str, float]:
@@ -60,6 +62,15 @@ def _world_bytes(sc: Scenario) -> dict[str, float]:
         per_day = mk.store_visits_per_day + mk.offers_per_feed_minute * FEED_MINUTES_PER_DAY
         parts["market state"] = n * 16 * 4 + mk.n_products * (4 * d + 24)
         parts["quote log"] = n * t * per_day * QUOTE_BYTES
+    if sc.fleet is not None:
+        from sim.fleet.state import N_WD
+
+        fs = sc.fleet
+        orders_per_day = fs.orders_per_day if fs.orders == "profile" else fs.delivery_share * n * 2.0
+        n_steps = t * 1440.0 / fs.step_minutes
+        parts["fleet state"] = fs.n_workers * (WORKER_BYTES + 4 * N_WD + 4 * (fs.max_batch - 3)) + fs.n_merchants * 12
+        parts["orders"] = 1.3 * orders_per_day * t * ORDER_BYTES + n_steps * 20
+        parts["per-courier-day records"] = fs.n_workers * t * (N_WD * 4 + 1)
     return parts
 
 
@@ -77,7 +88,8 @@ def estimate_memory(sc: Scenario, runs: int = 1, concurrent: int = 1) -> dict[st
     """
     world = _world_bytes(sc)
     one = sum(world.values())
-    record = world["per-user-day records"] + world.get("quote log", 0.0) + 256 * sc.population.n_users
+    record = (world["per-user-day records"] + world.get("quote log", 0.0) + world.get("orders", 0.0)
+              + world.get("per-courier-day records", 0.0) + 256 * sc.population.n_users)  # fmt: skip
     concurrent = max(1, min(concurrent, runs))
     out = {f"{name} (x{concurrent})": v * concurrent for name, v in world.items()}
     out["kept records"] = record * max(0, runs - concurrent)

@@ -33,8 +33,8 @@ _PACKAGES = ("recaudit", "numpy", "numba", "pandas", "pyarrow", "scipy", "mesa",
 # Every file a recaudit command may write; on success the ones this command did not write are
 # removed, so a directory never mixes the results of two runs.
 OUTPUT_NAMES = (
-    "metrics.parquet", "users.parquet", "hourly.parquet", "quotes.parquet", "manifest.json", "findings.json",
-    "report.html", "self_assessment.md",
+    "metrics.parquet", "users.parquet", "hourly.parquet", "quotes.parquet", "deliveries.parquet",
+    "worker_days.parquet", "manifest.json", "findings.json", "report.html", "self_assessment.md",
 )  # fmt: skip
 
 

@@ -10,6 +10,8 @@ RunRecord
     Immutable result of one run.
 MarketRecord
     The market part of a run (quotes, money, shoppers' traits), when the scenario has one.
+FleetRecord
+    The fleet part of a run (every order, every courier-day), when the scenario has one.
 COMPULSIVE_RATIO_DEFAULT
     Default definition of a compulsive day (see ``audits/thresholds.toml``).
 """
@@ -24,7 +26,7 @@ import pandas as pd
 from sim.kernels import layout as L
 from sim.scenario import COHORTS, Scenario
 
-__all__ = ["COMPULSIVE_RATIO_DEFAULT", "MarketRecord", "RunRecord"]
+__all__ = ["COMPULSIVE_RATIO_DEFAULT", "FleetRecord", "MarketRecord", "RunRecord"]
 
 # A compulsive day: use above 1.5x the user's own intended use. Proposed line
 # (no published threshold; regulation-map §1, Art 8 (b)); the audit reads its
@@ -105,6 +107,94 @@ class MarketRecord:
 
 
 @dataclass(frozen=True)
+class FleetRecord:
+    """The fleet part of a run.
+
+    Attributes (w = n_workers, T = days, S = fleet steps)
+    ------------------------------------------------------
+    dispatcher : str
+    dispatcher_params : dict
+    orders : dict of str -> array (o,)
+        Every order with its inputs and outcome (columns of :data:`sim.fleet.state._ORDER_FIELDS`;
+        ``ready`` and ``uncontrollable_minutes`` are ground truth, for the auditor).
+    worker_days : float32 (T, w, N_WD)
+        Each courier-day's counters (:data:`sim.fleet.state.WD_COLUMNS`).
+    rest_planned : bool (T, w)
+        The courier meant to rest that day.
+    true_target_earnings, true_speed_kmh : float32 (w,)
+    series : float32 (S, 4)
+        Orders in the system, open orders, couriers online and idle at the end of every step.
+    weather : float32 (S,)
+        Speed factor of every step.
+    step_minutes : float
+    n_offers : int
+    """
+
+    dispatcher: str
+    dispatcher_params: dict
+    orders: dict
+    worker_days: np.ndarray
+    rest_planned: np.ndarray
+    true_target_earnings: np.ndarray
+    true_speed_kmh: np.ndarray
+    series: np.ndarray
+    weather: np.ndarray
+    step_minutes: float
+    n_offers: int
+
+    @classmethod
+    def from_fleet(cls, fleet) -> FleetRecord:
+        """Snapshot a :class:`sim.fleet.world.Fleet`."""
+        d = fleet.dispatcher
+        w = fleet.workers
+        return cls(
+            dispatcher=fleet.label,
+            dispatcher_params=d.get_params() if hasattr(d, "get_params") else {},
+            orders=fleet.deliveries(),
+            worker_days=fleet.worker_days,
+            rest_planned=fleet.rest_planned,
+            true_target_earnings=w.true_target_earnings.copy(),
+            true_speed_kmh=w.true_speed_kmh.copy(),
+            series=fleet.series,
+            weather=fleet.weather,
+            step_minutes=fleet.dt,
+            n_offers=fleet.n_offers,
+        )
+
+    @property
+    def n_workers(self) -> int:
+        """Number of couriers."""
+        return int(self.worker_days.shape[1])
+
+    def day_column(self, name: str) -> np.ndarray:
+        """One counter for every courier-day, float32 (T, w)."""
+        from sim.fleet.state import WD
+
+        return self.worker_days[:, :, WD[name]]
+
+    def orders_frame(self) -> pd.DataFrame:
+        """Every order (the ``deliveries.parquet`` table)."""
+        from sim.fleet.state import ORDER_STATUSES
+
+        df = pd.DataFrame(self.orders)
+        df.insert(0, "order_idx", np.arange(len(df), dtype=np.int64))
+        if len(df):
+            df["status"] = pd.Categorical.from_codes(df["status"].astype(np.int64), ORDER_STATUSES)
+        return df
+
+    def worker_days_frame(self) -> pd.DataFrame:
+        """One row per courier-day (the ``worker_days.parquet`` table)."""
+        from sim.fleet.state import WD_COLUMNS
+
+        t, w, _ = self.worker_days.shape
+        df = pd.DataFrame(self.worker_days.reshape(t * w, -1), columns=list(WD_COLUMNS))
+        df.insert(0, "worker_idx", np.tile(np.arange(w, dtype=np.int64), t))
+        df.insert(0, "day", np.repeat(np.arange(t, dtype=np.int64), w))
+        df["rest_planned"] = self.rest_planned.reshape(-1)
+        return df
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """Immutable result of one run.
 
@@ -138,6 +228,8 @@ class RunRecord:
         Number of (user, slate) views computed.
     market : MarketRecord or None
         The market part, when the scenario has a ``market`` table.
+    fleet : FleetRecord or None
+        The fleet part, when the scenario has a ``fleet`` table.
     """
 
     scenario: Scenario
@@ -158,6 +250,7 @@ class RunRecord:
     wall_seconds: float = 0.0
     agent_steps: int = 0
     market: MarketRecord | None = None
+    fleet: FleetRecord | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -185,6 +278,7 @@ class RunRecord:
             wall_seconds=wall_seconds,
             agent_steps=world.agent_steps,
             market=MarketRecord.from_market(world.market) if world.market is not None else None,
+            fleet=FleetRecord.from_fleet(world.fleet) if world.fleet is not None else None,
         )
 
     @property

@@ -12,6 +12,8 @@ ENTRY_POINT_GROUP
     ``recaudit.recommenders``.
 resolve_pricer_class, make_pricer, available_pricers, PRICER_ENTRY_POINT_GROUP
     The same for pricers (group ``recaudit.pricers``).
+resolve_dispatcher_class, make_dispatcher, available_dispatchers, DISPATCHER_ENTRY_POINT_GROUP
+    The same for dispatchers (group ``recaudit.dispatchers``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import inspect
 import warnings
 from importlib.metadata import entry_points
 
+from sim.builtin.dispatchers import BASE_DISPATCHERS
 from sim.builtin.pricers import BASE_PRICERS
 from sim.builtin.recommenders import (
     BASE_RECOMMENDERS,
@@ -29,9 +32,13 @@ from sim.builtin.recommenders import (
     NonPersonalised,
 )
 from sim.platform import PluginError
-from sim.scenario import PricerSettings, RecommenderSettings
+from sim.scenario import DispatcherSettings, PricerSettings, RecommenderSettings
 
 __all__ = [
+    "DISPATCHER_ENTRY_POINT_GROUP",
+    "available_dispatchers",
+    "make_dispatcher",
+    "resolve_dispatcher_class",
     "ENTRY_POINT_GROUP",
     "PRICER_ENTRY_POINT_GROUP",
     "available_pricers",
@@ -44,6 +51,7 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "recaudit.recommenders"
 PRICER_ENTRY_POINT_GROUP = "recaudit.pricers"
+DISPATCHER_ENTRY_POINT_GROUP = "recaudit.dispatchers"
 
 
 def _entry_points() -> dict:
@@ -132,6 +140,45 @@ def make_pricer(settings: PricerSettings | str | type | object):
         _check_methods(obj, label, "pricer", ("fit", "quote"), _PRICER_PROTOCOL)
         return obj
     return _construct(cls, params, label, role="pricer", methods=("fit", "quote"), protocol=_PRICER_PROTOCOL)
+
+
+def available_dispatchers() -> list[str]:
+    """Names usable as ``dispatcher.kind``: built-ins, then installed plugins."""
+    return list(BASE_DISPATCHERS) + sorted(set(_dispatcher_entry_points()) - set(BASE_DISPATCHERS))
+
+
+def _dispatcher_entry_points() -> dict:
+    return {ep.name: ep for ep in entry_points(group=DISPATCHER_ENTRY_POINT_GROUP)}
+
+
+def resolve_dispatcher_class(kind):
+    """Return the dispatcher class for a name, ``module:Class`` path, entry point or class."""
+    return _resolve(kind, BASE_DISPATCHERS, _dispatcher_entry_points, "dispatcher", available_dispatchers)
+
+
+_DISPATCHER_PROTOCOL = "fit(view, log) -> self and dispatch(order_idx, view) -> sim.fleet.view.Dispatch"
+
+
+def make_dispatcher(settings: DispatcherSettings | str | type | object):
+    """Build a dispatcher from its settings, a name, a class, or return an instance as it is.
+
+    Raises
+    ------
+    PluginError
+        Unknown name, bad parameters, or an object without ``fit``/``dispatch``.
+    """
+    if isinstance(settings, str):
+        settings = DispatcherSettings(kind=settings)
+    methods = ("fit", "dispatch")
+    if inspect.isclass(settings):
+        return _construct(settings, {}, settings.__name__, role="dispatcher", methods=methods,
+                          protocol=_DISPATCHER_PROTOCOL)  # fmt: skip
+    if isinstance(settings, DispatcherSettings):
+        cls = resolve_dispatcher_class(settings.kind)
+        return _construct(cls, dict(settings.params), settings.kind, role="dispatcher", methods=methods,
+                          protocol=_DISPATCHER_PROTOCOL)  # fmt: skip
+    _check_methods(settings, type(settings).__name__, "dispatcher", methods, _DISPATCHER_PROTOCOL)
+    return settings
 
 
 _PRICER_PROTOCOL = "fit(view, log) -> self and quote(user_idx, product_idx, view) -> prices (n_batch,)"

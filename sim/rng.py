@@ -77,6 +77,16 @@ class Purpose:
     BUY = 17  # the purchase decision
     WTP_PAIR = 18  # second uniform of the WTP normal draw
     WTP_HAT_PAIR = 19  # second uniform of the WTP_HAT normal draw
+    ORDER_COUNT = 20  # how many delivery orders arrive in a fleet step (agent 0)
+    ORDER_MERCHANT = 21  # which merchant an order is from (agent: order id)
+    ORDER_RADIUS = 22  # customer's distance from the merchant
+    ORDER_ANGLE = 23  # customer's direction from the merchant
+    ORDER_PREP = 24  # the merchant's preparation time
+    ORDER_MINUTE = 25  # when in the step (or tick) an order arrives
+    ACCEPT = 26  # does a courier accept an offer (agent: order id, tick: fleet step)
+    SERVICE = 27  # service time of an order without geography
+    WORKER_REST = 28  # does a courier take an unplanned day off (agent: worker, tick: day)
+    DELIVERY = 29  # is a platform purchase delivered by the fleet (agent: user, tick: tick)
 
 
 def root_key(seed: int, replication: int = 0) -> int:

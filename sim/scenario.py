@@ -11,7 +11,7 @@ Public objects
 Scenario, ClockSettings, PopulationSettings, CatalogueSettings,
 BehaviourSettings, CohortBehaviour, RecommenderSettings, DiversitySettings,
 NonPersonalisedSettings, MinorsModeSettings, MarketSettings, MarketCohort,
-PricerSettings, AuditSettings
+PricerSettings, FleetSettings, WorkerSettings, DispatcherSettings, AuditSettings
     The typed settings tree.
 load_scenario
     Read and validate a TOML file.
@@ -43,7 +43,10 @@ __all__ = [
     "MarketSettings",
     "PricerSettings",
     "DiversitySettings",
+    "DispatcherSettings",
     "FilingSettings",
+    "FleetSettings",
+    "WorkerSettings",
     "MinorsModeSettings",
     "NonPersonalisedSettings",
     "PopulationSettings",
@@ -79,12 +82,13 @@ class ClockSettings(_Settings):
 class PopulationSettings(_Settings):
     """Who the users are.
 
-    ``shares`` are the cohort proportions (they must sum to 1). Minors' ages
+    ``n_users = 0`` runs no feed (a scenario of the delivery fleet alone, its
+    orders from a demand profile). ``shares`` are the cohort proportions (they must sum to 1). Minors' ages
     are drawn uniformly from ``minor_age_min..minor_age_max`` (years); the
     minors' caps differ under 8, 8-15 and 16-17.
     """
 
-    n_users: Annotated[int, Field(ge=1, le=200_000_000)] = 20_000
+    n_users: Annotated[int, Field(ge=0, le=200_000_000)] = 20_000
     shares: dict[Literal["adult", "minor", "elderly"], Prob] = Field(
         default_factory=lambda: {"adult": 0.70, "minor": 0.15, "elderly": 0.15}
     )
@@ -334,6 +338,152 @@ class PricerSettings(_Settings):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class WorkerSettings(_Settings):
+    """The couriers' traits and choices (the population of the fleet).
+
+    Attributes
+    ----------
+    speed_kmh_mean, speed_kmh_sd : float
+        E-bike riding speed (km/h), normal across workers, clipped to 8-30.
+    target_earnings_mean : float
+        Median daily net earnings (yuan) a worker aims for (income targeting:
+        a worker who has not reached it keeps working, skips breaks and rest
+        days). Log-normal with ``target_earnings_sigma``. Default 330 yuan/day:
+        Meituan's high-frequency riders earned 5,720-10,865 yuan a month in
+        Q3 2024 over at least 22 days (regulation-map.md §9, #5).
+    max_online_hours_mean : float
+        Mean of the longest day a worker will work (hours), normal with sd 1.5,
+        clipped to 4-16.
+    start_hour_min, start_hour_max : float
+        Workers log on at a time drawn uniformly in this range (hours of day)...
+    late_shift_share, late_start_hour_min, late_start_hour_max : float
+        ...except this share, who start in the afternoon for the dinner peak.
+    reservation_pay_per_hour : float
+        Median pay rate (yuan per hour of the offered order) at which a
+        worker accepts an offer with probability ``accept_at_reservation``.
+    accept_slope : float
+        Slope of the acceptance logit in the offered pay rate relative to the
+        reservation rate.
+    rest_streak_days_mean : float
+        Mean number of consecutive working days after which a worker who met
+        their earnings target rests (5-7 typical).
+    rest_target_share : float
+        Share of the daily target a worker must have averaged over the streak
+        to afford a rest day.
+    break_after_hours_mean : float
+        Mean continuous hours after which a worker on schedule takes a voluntary break.
+    break_minutes : float
+        Length of a voluntary break (0: none; at least 20 minutes, the pause that ends a stretch).
+    cost_per_km : float
+        Vehicle cost per km ridden (yuan: electricity, wear, battery rental share).
+    daily_cost : float
+        Fixed cost of a day worked (yuan: phone data, insurance, battery swap plan).
+    fatigue_half_life_hours : float
+        Fatigue builds toward 1 with continuous work at this half-life and
+        halves over the same time at rest; it slows riding by up to
+        ``fatigue_slowdown``.
+    """
+
+    speed_kmh_mean: Annotated[float, Field(ge=5.0, le=40.0)] = 18.0
+    speed_kmh_sd: Annotated[float, Field(ge=0.0, le=10.0)] = 2.0
+    target_earnings_mean: PosFloat = 330.0
+    target_earnings_sigma: Annotated[float, Field(ge=0.0, le=2.0)] = 0.25
+    max_online_hours_mean: Annotated[float, Field(ge=1.0, le=20.0)] = 11.0
+    start_hour_min: Annotated[float, Field(ge=0.0, le=23.0)] = 8.0
+    start_hour_max: Annotated[float, Field(ge=0.0, le=23.0)] = 11.0
+    late_shift_share: Prob = 0.4
+    late_start_hour_min: Annotated[float, Field(ge=0.0, le=23.0)] = 14.0
+    late_start_hour_max: Annotated[float, Field(ge=0.0, le=23.0)] = 16.5
+    reservation_pay_per_hour: PosFloat = 22.0
+    accept_slope: NonNegFloat = 4.0
+    accept_at_reservation: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.7
+    rest_streak_days_mean: Annotated[float, Field(ge=1.0, le=14.0)] = 6.0
+    rest_target_share: Annotated[float, Field(ge=0.0, le=2.0)] = 0.9
+    break_after_hours_mean: Annotated[float, Field(gt=0.0, le=24.0)] = 3.5
+    break_minutes: Annotated[float, Field(ge=0.0, le=240.0)] = 30.0
+    cost_per_km: NonNegFloat = 0.12
+    daily_cost: NonNegFloat = 8.0
+    fatigue_half_life_hours: PosFloat = 3.0
+    fatigue_slowdown: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.15
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.start_hour_min > self.start_hour_max or self.late_start_hour_min > self.late_start_hour_max:
+            raise ValueError(
+                "start_hour_min (late_start_hour_min) must not exceed start_hour_max (late_start_hour_max)"
+            )
+        return self
+
+
+class FleetSettings(_Settings):
+    """The delivery fleet: a city, merchants, orders and couriers (Art. 20).
+
+    The city is a square of ``city_km`` km with ``n_merchants`` merchants
+    clustered around ``n_centres`` centres; customers live within
+    ``delivery_radius_km`` of the merchant they order from; distances are
+    Manhattan (street grid). Orders come from a meal-time demand profile
+    (``orders = "profile"``: ``orders_per_day``, with ``demand_profile = "meals"``
+    peaks at lunch and dinner, with ``"flat"`` a constant rate) or
+    from the market's purchases (``orders = "market"``: a share
+    ``delivery_share`` of platform purchases is delivered). The fleet moves in
+    steps of ``step_minutes`` inside each tick. Weather events slow every
+    courier (``weather_speed_factor``) and raise demand, for
+    ``weather_hours_mean`` hours, ``weather_events_per_week`` times a week:
+    delays no courier can control.
+
+    ``geography = false`` replaces travel by an exponential service time of
+    mean ``service_minutes_mean`` per order and ``shifts = "always_on"`` keeps
+    every courier online and accepting: together they make the fleet an M/M/c
+    queue (the queueing-theory tests).
+
+    ``min_hourly_wage`` is the local minimum hourly wage the Art. 20 audit
+    compares net hourly pay with; ``min_wage_source`` cites it. Default: the
+    Beijing part-time hourly minimum, 27.7 yuan (regulation-map.md §3).
+    """
+
+    n_workers: Annotated[int, Field(ge=1, le=20_000_000)] = 300
+    n_merchants: Annotated[int, Field(ge=1, le=10_000_000)] = 300
+    n_centres: Annotated[int, Field(ge=1, le=1000)] = 4
+    city_km: Annotated[float, Field(gt=0.0, le=500.0)] = 10.0
+    step_minutes: Annotated[float, Field(gt=0.0, le=15.0)] = 1.0
+    orders: Literal["profile", "market"] = "profile"
+    demand_profile: Literal["meals", "flat"] = "meals"
+    orders_per_day: NonNegFloat = 5000.0
+    delivery_share: Prob = 0.5
+    delivery_radius_km: Annotated[float, Field(gt=0.0, le=100.0)] = 2.5
+    prep_minutes_mean: NonNegFloat = 10.0
+    handling_minutes: NonNegFloat = 2.0
+    patience_minutes: PosFloat = 45.0
+    max_batch: Annotated[int, Field(ge=1, le=8)] = 3
+    geography: bool = True
+    service_minutes_mean: PosFloat = 30.0
+    shifts: Literal["behavioural", "always_on"] = "behavioural"
+    weather_events_per_week: Annotated[float, Field(ge=0.0, le=50.0)] = 2.0
+    weather_hours_mean: Annotated[float, Field(gt=0.0, le=24.0)] = 3.0
+    weather_speed_factor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.6
+    weather_demand_factor: Annotated[float, Field(ge=0.0, le=5.0)] = 1.3
+    min_hourly_wage: PosFloat = 27.7
+    min_wage_source: str = "Beijing part-time hourly minimum wage, 27.7 yuan (cited in the Zhejiang Univ. rider survey, 2025; regulation-map.md §3)"
+    workers: WorkerSettings = WorkerSettings()
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.orders == "profile" and self.orders_per_day <= 0:
+            raise ValueError("orders_per_day must be positive when orders = 'profile'")
+        return self
+
+
+class DispatcherSettings(_Settings):
+    """Which dispatcher assigns orders, sets deadlines and pay (scenarios with a ``[fleet]``).
+
+    ``kind`` is a built-in name (see ``recaudit list``), ``module:Class`` or an
+    entry point in ``recaudit.dispatchers``; ``params`` go to its constructor.
+    """
+
+    kind: str = "nearest"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 ALGORITHM_TYPES = ("generation_synthesis", "personalised_push", "ranking_selection", "search_filtering",
                    "dispatch_decision")  # fmt: skip
 
@@ -356,12 +506,15 @@ class FilingSettings(_Settings):
 class AuditSettings(_Settings):
     """How ``recaudit audit`` compares: counterfactual recommender and pricer, replications.
 
-    The counterfactual world runs ``counterfactual`` as the base recommender
-    and ``counterfactual_pricer`` as the pricer, with the same seed.
+    The counterfactual world runs ``counterfactual`` as the base recommender,
+    ``counterfactual_pricer`` as the pricer and ``counterfactual_dispatcher``
+    as the dispatcher (default: rest-respecting with take-the-middle
+    deadlines), with the same seed.
     """
 
     counterfactual: str = "chronological"
     counterfactual_pricer: str = "uniform"
+    counterfactual_dispatcher: str = "rest_respecting"
     replications: Annotated[int, Field(ge=1, le=1000)] = 1
     bootstrap_samples: Annotated[int, Field(ge=50, le=100_000)] = 400
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
@@ -380,11 +533,32 @@ class Scenario(_Settings):
     recommender: RecommenderSettings = RecommenderSettings()
     market: MarketSettings | None = None
     pricer: PricerSettings = PricerSettings()
+    fleet: FleetSettings | None = None
+    dispatcher: DispatcherSettings = DispatcherSettings()
     audit: AuditSettings = AuditSettings()
     filing: FilingSettings = FilingSettings()
 
     @model_validator(mode="after")
     def _check(self):
+        if self.population.n_users == 0:
+            if self.fleet is None:
+                raise ValueError(
+                    "population.n_users = 0 leaves nothing to simulate; fix: give users, or add a [fleet] table"
+                )
+            if self.market is not None or self.fleet.orders == "market":
+                raise ValueError(
+                    "population.n_users = 0 has no shoppers; fix: give users, or set fleet.orders = 'profile' "
+                    "and remove the [market] table"
+                )
+        if self.fleet is not None:
+            if self.fleet.orders == "market" and self.market is None:
+                raise ValueError("fleet.orders = 'market' needs a [market] table; fix: add one, or use 'profile'")
+            steps = self.clock.tick_minutes / self.fleet.step_minutes
+            if abs(steps - round(steps)) > 1e-9:
+                raise ValueError(
+                    f"fleet.step_minutes ({self.fleet.step_minutes:g}) must divide clock.tick_minutes "
+                    f"({self.clock.tick_minutes}); fix: e.g. 0.25, 0.5, 1 or 5"
+                )
         if self.recommender.n_candidates > self.catalogue.n_items:
             raise ValueError(
                 f"recommender.n_candidates ({self.recommender.n_candidates}) exceeds "
@@ -400,6 +574,7 @@ class Scenario(_Settings):
         seed: int | None = None,
         recommender_kind: str | None = None,
         pricer_kind: str | None = None,
+        dispatcher_kind: str | None = None,
     ) -> Scenario:
         """Return a copy with the CLI's overrides applied (cohort shares are kept)."""
         data = self.model_dump()
@@ -415,6 +590,9 @@ class Scenario(_Settings):
         if pricer_kind is not None:
             data["pricer"]["kind"] = pricer_kind
             data["pricer"]["params"] = {}
+        if dispatcher_kind is not None:
+            data["dispatcher"]["kind"] = dispatcher_kind
+            data["dispatcher"]["params"] = {}
         return scenario_from_dict(data, source="<overrides>")
 
     @property

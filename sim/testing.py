@@ -6,6 +6,9 @@
 >>> from sim.testing import check_pricer
 >>> check_pricer(MyPricer())  # doctest: +SKIP
 
+>>> from sim.testing import check_dispatcher
+>>> check_dispatcher(MyDispatcher())  # doctest: +SKIP
+
 Public objects
 --------------
 check_recommender
@@ -22,6 +25,12 @@ check_pricer
     returns the list of checks passed.
 PRICER_CHECKS
     Names of the pricer checks, in the order they run.
+check_dispatcher, DISPATCHER_CHECKS
+    The same for dispatchers (protocol, ``fit`` returns self, the output of
+    ``dispatch`` and of the optional ``access`` and ``settle``, determinism, no
+    writes, the empty batch, no ground truth).
+make_check_fleet
+    A small fleet at the lunch peak, whose ``fleet.view`` :func:`check_dispatcher` uses.
 make_check_world
     A tiny world whose view and logs the checks use.
 make_check_market
@@ -40,7 +49,10 @@ from sim.platform import InteractionLog, PluginError
 from sim.scenario import scenario_from_dict
 
 __all__ = [
+    "DISPATCHER_CHECKS",
     "PRICER_CHECKS",
+    "check_dispatcher",
+    "make_check_fleet",
     "ConformanceError",
     "check_pricer",
     "check_recommender",
@@ -269,6 +281,29 @@ def _view_digest(view, *extra) -> str:
     return _digest(*arrays, *extra)
 
 
+def _plugin_caller(fail, truth_fix: str, view_name: str):
+    """Return ``call(check, meth, fn, *args)``: run a plugin method, turning its failures into check failures."""
+
+    def call(check, meth, fn, *args):
+        try:
+            return fn(*args)
+        except PluginError:
+            raise
+        except AttributeError as exc:
+            if "ground truth" in str(exc):
+                fail("check_no_ground_truth", f"{meth}() read ground truth ({exc})", truth_fix)
+            fail(check, f"{meth}() raised AttributeError: {exc}", f"use only the attributes {view_name} documents")
+        except ValueError as exc:
+            if "read-only" in str(exc):
+                fail("check_no_view_writes", f"{meth}() wrote to a read-only array ({exc})",
+                     "copy arrays before changing them (arr.copy()); never write to the view, the batch or the log")  # fmt: skip
+            fail(check, f"{meth}() raised ValueError: {exc}", f"{meth}() must not raise on valid input")
+        except Exception as exc:  # noqa: BLE001 - any failure is the plugin's
+            fail(check, f"{meth}() raised {type(exc).__name__}: {exc}", f"{meth}() must not raise on valid input")
+
+    return call
+
+
 def check_pricer(pricer, n_users: int = 300, seed: int = 7, name: str | None = None, n_batch: int = 64) -> list[str]:
     """Run the conformance checks on a pricer.
 
@@ -326,23 +361,8 @@ def check_pricer(pricer, n_users: int = 300, seed: int = 7, name: str | None = N
     def fail(check, msg, fix):
         raise PluginError(f"pricer '{label}': {check} failed: {msg}; fix: {fix}")
 
-    def call(check, meth, fn, *args):
-        try:
-            return fn(*args)
-        except PluginError:
-            raise
-        except AttributeError as exc:
-            if "ground truth" in str(exc):
-                fail("check_no_ground_truth", f"{meth}() read ground truth ({exc})",
-                     "use only the view's records and estimates (quote_wtp_hat, user_purchases_stock, ...)")  # fmt: skip
-            fail(check, f"{meth}() raised AttributeError: {exc}", "use only the attributes MarketView documents")
-        except ValueError as exc:
-            if "read-only" in str(exc):
-                fail("check_no_view_writes", f"{meth}() wrote to a read-only array ({exc})",
-                     "copy arrays before changing them (arr.copy()); never write to the view, the batch or the log")  # fmt: skip
-            fail(check, f"{meth}() raised ValueError: {exc}", f"{meth}() must not raise on valid input")
-        except Exception as exc:  # noqa: BLE001 - any failure is the plugin's
-            fail(check, f"{meth}() raised {type(exc).__name__}: {exc}", f"{meth}() must not raise on valid input")
+    call = _plugin_caller(fail, "use only the view's records and estimates (quote_wtp_hat, user_purchases_stock, ...)",
+                          "MarketView")  # fmt: skip
 
     def quotes(check, p, users, products, wtp):
         view._set(quote_wtp_hat=wtp)
@@ -408,3 +428,211 @@ def check_pricer(pricer, n_users: int = 300, seed: int = 7, name: str | None = N
         fail("check_no_ground_truth", "the view exposed ground truth", "report a bug in sim.market.view")
     passed.append("check_no_ground_truth")
     return passed
+
+
+# -- dispatchers -----------------------------------------------------------------------------
+
+DISPATCHER_CHECKS = (
+    "check_protocol",
+    "check_fit_returns_self",
+    "check_dispatch_output",
+    "check_no_view_writes",
+    "check_deterministic",
+    "check_empty_batch",
+    "check_access",
+    "check_settle",
+    "check_no_ground_truth",
+)
+
+
+def make_check_fleet(seed: int = 7, n_workers: int = 120, hour: int = 12):
+    """Return a small fleet-only :class:`sim.engine.FeedWorld` advanced to ``hour``:00 of its first day.
+
+    At noon the lunch peak has open orders waiting and couriers idle, busy and on
+    breaks, so a dispatcher is checked on a realistic, crowded view.
+    """
+    from sim.engine import FeedWorld
+
+    sc = scenario_from_dict(
+        {
+            "seed": seed,
+            "clock": {"days": 1},
+            "population": {"n_users": 0},
+            "fleet": {"n_workers": n_workers, "n_merchants": 80, "orders_per_day": 4000.0},
+            "dispatcher": {"kind": "strict"},
+        }
+    )
+    world = FeedWorld(sc)
+    while world.tick < hour * world.ticks_per_day // 24:
+        world.step()
+    return world
+
+
+def _open_batch(fleet) -> np.ndarray:
+    from sim.fleet.state import O_OPEN
+
+    o, act = fleet.orders, fleet.active_ids
+    t = fleet.view.minute
+    return _frozen(act[(o.status[act] == O_OPEN) & (o.created[act] < t)].astype(np.int64))
+
+
+def _dispatch_digest(out) -> str:
+    from sim.fleet.view import Dispatch
+
+    if isinstance(out, tuple):
+        out = Dispatch(*out)
+    return _digest(*(np.asarray(getattr(out, f)) for f in ("worker_idx", "deadline_minutes", "pay", "late_penalty",
+                                                           "excuse_mask") if getattr(out, f) is not None))  # fmt: skip
+
+
+def check_dispatcher(dispatcher, seed: int = 7, name: str | None = None) -> list[str]:
+    """Run the conformance checks on a dispatcher.
+
+    Checks, in order (names as returned):
+
+    - ``check_protocol``: ``fit`` and ``dispatch`` are callable (a name, class or
+      :class:`~sim.scenario.DispatcherSettings` is first built with
+      :func:`sim.registry.make_dispatcher`, so unknown names and bad parameters fail here);
+    - ``check_fit_returns_self``: ``fit(view, log)`` returns the dispatcher itself;
+    - ``check_dispatch_output``: ``dispatch`` on the open orders of a lunch-time
+      fleet returns what :func:`sim.fleet.view.checked_dispatch` accepts (a
+      :class:`sim.fleet.view.Dispatch` of arrays aligned with the orders, offers
+      only to couriers with capacity, positive deadlines, pay and penalties >= 0);
+    - ``check_no_view_writes``: ``fit``, ``dispatch``, ``access`` and ``settle`` leave
+      the view, the batch and the log unchanged;
+    - ``check_deterministic``: two deep copies fitted on the same log decide the same;
+    - ``check_empty_batch``: ``dispatch`` of no orders and ``fit`` of an empty log work;
+    - ``check_access``: if present, ``access(worker_idx, view)`` returns minutes
+      (n,) that are 0, a positive pause, or inf, never NaN or negative;
+    - ``check_settle``: if present, ``settle(worker_idx, view)`` returns finite top-ups >= 0;
+    - ``check_no_ground_truth``: the view refuses ``true_*`` (couriers' targets and speeds).
+
+    Parameters
+    ----------
+    dispatcher : object, class, str or DispatcherSettings
+        The dispatcher to check; instances are deep-copied, never changed.
+    seed : int
+        Seed of the check fleet.
+    name : str, optional
+        Label in messages; default the dispatcher's class name.
+
+    Returns
+    -------
+    list of str
+        Names of the checks passed (:data:`DISPATCHER_CHECKS`; ``check_access`` and
+        ``check_settle`` only when the method exists).
+
+    Raises
+    ------
+    PluginError
+        Naming the dispatcher, the failed check, and the fix.
+    """
+    from sim.fleet.view import checked_access, checked_dispatch, checked_settle
+    from sim.registry import make_dispatcher
+
+    obj = make_dispatcher(dispatcher)
+    label = name or type(obj).__name__
+    passed = ["check_protocol"]
+
+    def fail(check, msg, fix):
+        raise PluginError(f"dispatcher '{label}': {check} failed: {msg}; fix: {fix}")
+
+    call = _plugin_caller(fail, "use only the view's records (positions, states, minutes online, pay, orders)",
+                          "FleetView")  # fmt: skip
+
+    world = make_check_fleet(seed=seed)
+    fleet = world.fleet
+    fleet._refresh_view(fleet.view.step, fleet.view.tick, fleet.view.minute, fleet._capacity(), 0)
+    orders = _open_batch(fleet)
+    fleet._refresh_view(fleet.view.step, fleet.view.tick, fleet.view.minute, fleet._capacity(), orders.size)
+    view = fleet.view
+    if orders.size == 0:  # pragma: no cover - the check fleet is built to have a queue at noon
+        raise RuntimeError("the check fleet has no open orders; report a bug in sim.testing")
+    log = _delivery_log(fleet)
+
+    def digest():
+        return _view_digest(view, orders, *(getattr(log, f) for f in log.__dataclass_fields__))
+
+    before = digest()
+    a, b = copy.deepcopy(obj), copy.deepcopy(obj)
+    if call("check_fit_returns_self", "fit", a.fit, view, log) is not a:
+        fail("check_fit_returns_self", "fit() did not return self", "end fit() with 'return self'")
+    passed.append("check_fit_returns_self")
+
+    out = call("check_dispatch_output", "dispatch", a.dispatch, orders, view)
+    try:
+        checked_dispatch(out, orders, np.asarray(view.worker_capacity), label)
+    except PluginError as exc:
+        raise PluginError(f"{exc} (conformance check: check_dispatch_output)") from None
+    passed.append("check_dispatch_output")
+
+    workers = _frozen(np.flatnonzero(np.asarray(view.worker_state) != 0).astype(np.int64))
+    has_access, has_settle = callable(getattr(obj, "access", None)), callable(getattr(obj, "settle", None))
+    if has_access:
+        call("check_access", "access", a.access, workers, view)
+    if has_settle:
+        call("check_settle", "settle", a.settle, workers, view)
+    if digest() != before:
+        fail("check_no_view_writes", "a method changed the view, the batch or the log",
+             "treat every array you are given as read-only; copy before changing")  # fmt: skip
+    passed.append("check_no_view_writes")
+
+    call("check_deterministic", "fit", b.fit, view, log)
+    out_b = call("check_deterministic", "dispatch", b.dispatch, orders, view)
+    out_a = call("check_deterministic", "dispatch", a.dispatch, orders, view)
+    d1 = _dispatch_digest(out)
+    if _dispatch_digest(out_b) != d1 or _dispatch_digest(out_a) != d1:
+        fail("check_deterministic", "two copies fitted on the same log (or the same copy asked twice) decided differently",
+             "derive randomness from view.key (sim.rng.uniform), not from global or unseeded generators")  # fmt: skip
+    passed.append("check_deterministic")
+
+    empty = _frozen(np.zeros(0, dtype=np.int64))
+    try:
+        checked_dispatch(call("check_empty_batch", "dispatch", copy.deepcopy(a).dispatch, empty, view), empty,
+                         np.asarray(view.worker_capacity), label)  # fmt: skip
+    except PluginError as exc:
+        raise PluginError(f"{exc} (conformance check: check_empty_batch)") from None
+    empty_log = type(log)(**{f: getattr(log, f)[:0] for f in log.__dataclass_fields__})
+    c = copy.deepcopy(obj)
+    if call("check_empty_batch", "fit", c.fit, view, empty_log) is not c:
+        fail("check_empty_batch", "fit() of an empty log did not return self", "end fit() with 'return self'")
+    passed.append("check_empty_batch")
+
+    if has_access:
+        try:
+            checked_access(call("check_access", "access", a.access, workers, view), workers.size, label)
+            checked_access(call("check_access", "access", a.access, empty, view), 0, label)
+        except PluginError as exc:
+            raise PluginError(f"{exc} (conformance check: check_access)") from None
+        passed.append("check_access")
+    if has_settle:
+        try:
+            checked_settle(call("check_settle", "settle", a.settle, workers, view), workers.size, label)
+            checked_settle(call("check_settle", "settle", a.settle, empty, view), 0, label)
+        except PluginError as exc:
+            raise PluginError(f"{exc} (conformance check: check_settle)") from None
+        passed.append("check_settle")
+
+    try:
+        view.true_target_earnings  # noqa: B018
+    except AttributeError:
+        pass
+    else:  # pragma: no cover - the platform's own guard
+        fail("check_no_ground_truth", "the view exposed ground truth", "report a bug in sim.fleet.view")
+    passed.append("check_no_ground_truth")
+    return passed
+
+
+def _delivery_log(fleet):
+    """Return the orders finished so far as the :class:`sim.fleet.view.DeliveryLog` a ``fit`` receives."""
+    from sim.fleet.state import O_CANCELLED, O_DELIVERED
+    from sim.fleet.view import DeliveryLog
+
+    o, n = fleet.orders, fleet.orders.n
+    fin = np.flatnonzero((o.status[:n] == O_DELIVERED) | (o.status[:n] == O_CANCELLED)).astype(np.int64)
+    return DeliveryLog(
+        order_idx=_frozen(fin), worker_idx=_frozen(o.worker[fin]), delivered_mask=_frozen(o.status[fin] == O_DELIVERED),
+        duration_minutes=_frozen(o.done_at[fin] - o.created[fin]), deadline_minutes=_frozen(o.deadline_minutes[fin]),
+        route_km=_frozen(o.route_km[fin]), pickup_km=_frozen(o.pickup_km[fin]), trip_km=_frozen(o.trip_km[fin]),
+        late_minutes=_frozen(o.late_minutes[fin]), penalty=_frozen(o.penalty[fin]), pay=_frozen(o.pay[fin]),
+    )  # fmt: skip

@@ -33,6 +33,22 @@ BAD = {
     "market_bad_targeting": ('[market]\ntargeting = "psychic"\n', "market.targeting"),
     "unknown_pricer": ('[market]\n[pricer]\nkind = "loyal"\n', "pricer.kind = 'loyal' is unknown"),
     "bad_pricer_param": ('[market]\n[pricer]\nkind = "loyalty"\nparams = { uplif = 0.1 }\n', "bad params"),
+    "fleet_typo": ("[fleet]\nn_worker = 5\n", "did you mean 'n_workers'"),
+    "fleet_worker_typo": ("[fleet.workers]\nspeed_kmh = 20\n", "fleet.workers"),
+    "fleet_bad_step": ("[fleet]\nstep_minutes = 7\n", "fleet.step_minutes"),
+    "fleet_negative_wage": ("[fleet]\nmin_hourly_wage = -3\n", "fleet.min_hourly_wage"),
+    "fleet_market_orders_without_market": ('[fleet]\norders = "market"\n', "needs a [market] table"),
+    "no_users_no_fleet": ("[population]\nn_users = 0\n", "nothing to simulate"),
+    "unknown_dispatcher": ('[fleet]\n[dispatcher]\nkind = "fastest"\n', "dispatcher.kind = 'fastest' is unknown"),
+    "bad_dispatcher_param": ('[fleet]\n[dispatcher]\nkind = "strict"\nparams = { percentil = 10 }\n', "bad params"),
+    "impossible_dispatcher_param": (
+        '[fleet]\n[dispatcher]\nkind = "take_middle"\nparams = { percentile = 20 }\n',
+        "take-the-middle deadlines sit at the median or above",
+    ),
+    "unknown_counterfactual_dispatcher": (
+        '[fleet]\n[audit]\ncounterfactual_dispatcher = "nope"\n',
+        "counterfactual_dispatcher",
+    ),
 }
 
 
@@ -49,7 +65,7 @@ def test_malformed_scenario_exit_2(tmp_path, case):
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert str(path) in proc.stderr or "recommender" in proc.stderr or "pricer" in proc.stderr
+    assert str(path) in proc.stderr or any(w in proc.stderr for w in ("recommender", "pricer", "dispatcher"))
     assert expected in proc.stderr, proc.stderr
     assert not (tmp_path / "out" / "metrics.parquet").exists()
 
@@ -77,7 +93,8 @@ def test_shipped_sweeps_load(path):
 def test_shipped_scenarios_load_and_run(path):
     from sim.engine import FeedWorld
 
-    sc = load_scenario(path).with_overrides(n_users=300, days=1)
+    sc = load_scenario(path)
+    sc = sc.with_overrides(n_users=300 if sc.population.n_users else None, days=1)
     world = FeedWorld(sc)
     for _ in range(6):
         world.step()

@@ -213,6 +213,7 @@ class Market:
         m["seller_cost"] += float(pr.cost[product][bought & ~pr.true_fraud_mask[product]].astype(np.float64).sum())
         m["outside_spend"] += float(paid64[outcome == K.OUTCOME_OUTSIDE].sum())
 
+        self.last_sales = (occ_user[bought], product[bought])  # the fleet delivers some of these
         cohort = u.cohort[occ_user].astype(np.int64)
         np.add.at(self.conv_offers, (product, cohort), 1.0)
         np.add.at(self.conv_buys, (product[bought], cohort[bought]), 1.0)

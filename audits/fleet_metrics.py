@@ -1,0 +1,244 @@
+"""Audit metrics of the delivery fleet (Art. 20: couriers' pay, hours, rest, deadlines, penalties).
+
+Every statistic is a function of a set of courier indices (possibly with
+repeats, for the bootstrap), built from per-courier sums over the run's
+courier-days and orders, so the fleet's findings share the interval code of
+the feed's. The scope ("cohort") is ``workers``. Paired findings compare the
+audited dispatcher with the counterfactual dispatcher
+(``audit.counterfactual_dispatcher``, default rest-respecting with
+take-the-middle deadlines) run on the same orders, weather and couriers
+(common random numbers).
+
+Definitions (per courier-day; working minutes are logged-on minutes not on a break, order-taking
+minutes those in which the courier was also open to new orders):
+
+- net hourly pay: (pay - penalties + top-ups - vehicle and daily costs) / working hours, on
+  courier-days with at least ``MIN_DAY_MINUTES`` of work;
+- a day over 8 h: more than 480 order-taking minutes (online and open to new
+  orders; delivering the last orders after the platform stopped offering does
+  not count, though it counts as working time for pay);
+- a stretch violation: an order offered after more than 240 minutes of
+  continuous order-taking without a 20-minute pause;
+- a week without rest: seven days of a calendar week of the run all with order-taking.
+
+Per order: the deadline percentile is where the promised time sits among the
+actual delivery times of orders with a similar route (deciles of route
+length), i.e. the share of comparable orders delivered within it; the implied
+speed is the average riding speed the promised time leaves room for, after the
+merchant's expected preparation and two handovers.
+
+Public objects
+--------------
+fleet_estimators
+    Estimators of every fleet metric, keyed by (metric, "workers").
+FLEET_METRICS
+    Names of the metrics this module estimates.
+per_worker_day_pay, order_deadline_stats
+    The per-courier-day and per-order quantities (also used by the report's figures).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.fleet.state import O_DELIVERED
+from sim.record import RunRecord
+
+__all__ = ["FLEET_METRICS", "MIN_DAY_MINUTES", "fleet_estimators", "order_deadline_stats", "per_worker_day_pay"]
+
+FLEET_METRICS = (
+    "net_hourly_pay_to_min_wage", "below_min_wage_day_share", "over_8h_day_share", "stretch_violation_day_share",
+    "weeks_without_rest_share", "rest_days_per_week", "deadline_percentile", "implied_speed_kmh",
+    "penalty_share_of_pay", "uncontrollable_penalty_share", "hourly_pay_gini", "order_hours_per_day",
+    "net_hourly_pay_change", "order_hours_change", "deadline_percentile_change", "cancelled_order_share",
+)  # fmt: skip
+
+MIN_DAY_MINUTES = 60.0  # courier-days shorter than an hour are not judged on hourly pay (too noisy)
+_SPEED_CAP = 60.0  # km/h: a deadline that leaves no riding time counts as this fast
+_ROUTE_BINS = 10
+
+
+def per_worker_day_pay(rec: RunRecord) -> tuple[np.ndarray, np.ndarray]:
+    """Return the net pay (yuan) and working minutes of every courier-day, float64 (T, w) each."""
+    f = rec.fleet
+    col = f.day_column
+    net = col("gross_pay").astype(np.float64) - col("penalties") + col("top_up") - col("costs")
+    return net, col("online_minutes").astype(np.float64)
+
+
+def order_deadline_stats(rec: RunRecord) -> dict[str, np.ndarray]:
+    """Per delivered order: worker, duration, deadline, percentile of the deadline, implied speed.
+
+    Returns
+    -------
+    dict with ``worker`` int64, ``duration``, ``deadline``, ``percentile`` (0-100) and ``implied_speed``
+    (km/h, NaN without geography), all (n_delivered,).
+    """
+    f = rec.fleet
+    o = f.orders
+    d = o["status"] == O_DELIVERED
+    worker = o["worker"][d].astype(np.int64)
+    duration = (o["done_at"][d] - o["created"][d]).astype(np.float64)
+    deadline = o["deadline_minutes"][d].astype(np.float64)
+    route = o["route_km"][d].astype(np.float64)
+    pct = np.zeros(d.sum())
+    if pct.size:
+        edges = np.unique(np.quantile(route, np.linspace(0, 1, _ROUTE_BINS + 1)[1:-1]))
+        b = np.searchsorted(edges, route, side="right")
+        for k in np.unique(b):
+            m = b == k
+            sorted_dur = np.sort(duration[m])
+            pct[m] = 100.0 * np.searchsorted(sorted_dur, deadline[m], side="right") / m.sum()
+    speed = np.full(d.sum(), np.nan)
+    if rec.scenario.fleet.geography and pct.size:
+        h = rec.scenario.fleet.handling_minutes
+        elapsed = (o["assigned_at"][d] - o["created"][d]).astype(np.float64)
+        prep = (o["ready_hat"][d] - o["created"][d]).astype(np.float64)
+        pk = o["pickup_km"][d].astype(np.float64)
+        tk = o["trip_km"][d].astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ride1 = deadline - 2.0 * h - elapsed  # riding from assignment, the food ready on arrival
+            v1 = np.where(ride1 > 0, (pk + tk) / ride1 * 60.0, np.inf)
+            wait_binds = elapsed + pk / v1 * 60.0 < prep  # the courier would wait at the merchant
+            ride2 = deadline - 2.0 * h - prep
+            v2 = np.where(ride2 > 0, tk / ride2 * 60.0, np.inf)
+            speed = np.where(wait_binds, v2, v1)
+        speed = np.minimum(np.nan_to_num(speed, nan=0.0, posinf=_SPEED_CAP), _SPEED_CAP)
+    return dict(worker=worker, duration=duration, deadline=deadline, percentile=pct, implied_speed=speed)
+
+
+def _gini(x: np.ndarray) -> float:
+    x = np.sort(np.asarray(x, dtype=np.float64))
+    if x.size == 0 or x.sum() <= 0:
+        return float("nan")
+    x = np.maximum(x, 0.0)
+    n = x.size
+    return float((2.0 * np.arange(1, n + 1) - n - 1).dot(x) / (n * x.sum()))
+
+
+def _by_worker(worker, values, n):
+    return np.bincount(worker, weights=np.asarray(values, dtype=np.float64), minlength=n)
+
+
+def _ratio(num, den, scale=1.0, empty=float("nan")):
+    def stat(idx):
+        d = den[idx].sum()
+        return float(scale * num[idx].sum() / d) if d > 0 else empty
+
+    return stat
+
+
+def fleet_estimators(t: RunRecord, cd: RunRecord, Estimator) -> dict:
+    """Estimators of the fleet metrics for an audited run and its dispatcher counterfactual.
+
+    Parameters
+    ----------
+    t, cd : RunRecord
+        The audited run and the run with the counterfactual dispatcher (same couriers and orders).
+    Estimator : type
+        :class:`audits.metrics.Estimator`.
+    """
+    if t.fleet is None or cd.fleet is None:
+        reason = "the scenario has no delivery fleet (add a [fleet] table)"
+        nobody = np.zeros(0, dtype=bool)
+        return {(name, "workers"): Estimator(nobody, lambda idx: float("nan"), reason) for name in FLEET_METRICS}
+    f = t.fleet
+    n = f.n_workers
+    wage = t.scenario.fleet.min_hourly_wage
+    everyone = np.ones(n, dtype=bool)
+
+    net, minutes = per_worker_day_pay(t)
+    judged = minutes >= MIN_DAY_MINUTES
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(judged, net / (minutes / 60.0), np.nan)
+    days_judged = judged.sum(axis=0).astype(np.float64)
+    below = (judged & (rate < wage)).sum(axis=0).astype(np.float64)
+    net_w = np.where(judged, net, 0.0).sum(axis=0)
+    hours_w = np.where(judged, minutes, 0.0).sum(axis=0) / 60.0
+
+    worked = minutes > 0
+    days_worked = worked.sum(axis=0).astype(np.float64)
+    taking = f.day_column("order_taking_minutes").astype(np.float64)
+    over8 = ((taking > 480.0 + 1e-3) & worked).sum(axis=0).astype(np.float64)
+    stretch_bad = ((f.day_column("offers_after_4h") > 0) & worked).sum(axis=0).astype(np.float64)
+
+    n_weeks = t.n_days // 7
+    took_orders = taking > 0  # a rest day is a day without order-taking (finishing after midnight is not work)
+    weeks = took_orders[: 7 * n_weeks].reshape(n_weeks, 7, n) if n_weeks else np.zeros((0, 7, n), dtype=bool)
+    no_rest = weeks.all(axis=1).sum(axis=0).astype(np.float64)
+    rest_days = (~weeks).sum(axis=(0, 1)).astype(np.float64)
+    week_count = np.full(n, float(n_weeks))
+    too_short = "needs at least 7 simulated days (one calendar week)" if n_weeks == 0 else ""
+
+    od = order_deadline_stats(t)
+    pct_sum = _by_worker(od["worker"], od["percentile"], n)
+    n_orders = np.bincount(od["worker"], minlength=n).astype(np.float64)
+    geo = t.scenario.fleet.geography
+    spd_sum = _by_worker(od["worker"], np.nan_to_num(od["implied_speed"]), n)
+
+    gross = f.day_column("gross_pay").sum(axis=0, dtype=np.float64)
+    pen = f.day_column("penalties").sum(axis=0, dtype=np.float64)
+    pen_unc = f.day_column("penalties_uncontrollable").sum(axis=0, dtype=np.float64)
+
+    # counterfactual (same couriers, same orders)
+    net_c, minutes_c = per_worker_day_pay(cd)
+    judged_c = minutes_c >= MIN_DAY_MINUTES
+    net_wc = np.where(judged_c, net_c, 0.0).sum(axis=0)
+    hours_wc = np.where(judged_c, minutes_c, 0.0).sum(axis=0) / 60.0
+    worked_c = minutes_c > 0
+    od_c = order_deadline_stats(cd)
+    pct_sum_c = _by_worker(od_c["worker"], od_c["percentile"], n)
+    n_orders_c = np.bincount(od_c["worker"], minlength=n).astype(np.float64)
+
+    def gini_stat(idx):
+        h = hours_w[idx]
+        ok = h >= 5.0
+        return _gini(net_w[idx][ok] / h[ok]) if ok.sum() >= 2 else float("nan")
+
+    def pay_change(idx):
+        a, b = hours_w[idx].sum(), hours_wc[idx].sum()
+        if a <= 0 or b <= 0:
+            return float("nan")
+        return float(net_w[idx].sum() / a - net_wc[idx].sum() / b)
+
+    def hours_change(idx):
+        a, b = days_worked[idx].sum(), worked_c.sum(axis=0)[idx].sum()
+        if a <= 0 or b <= 0:
+            return float("nan")
+        return float(minutes.sum(axis=0)[idx].sum() / a / 60.0 - minutes_c.sum(axis=0)[idx].sum() / b / 60.0)
+
+    def pct_change(idx):
+        a, b = n_orders[idx].sum(), n_orders_c[idx].sum()
+        if a <= 0 or b <= 0:
+            return float("nan")
+        return float(pct_sum[idx].sum() / a - pct_sum_c[idx].sum() / b)
+
+    status = f.orders["status"]
+    cancelled = float((status == 4).sum()) / max(status.size, 1)
+
+    est = {
+        "net_hourly_pay_to_min_wage": Estimator(everyone, _ratio(net_w, hours_w, 1.0 / wage)),
+        "below_min_wage_day_share": Estimator(everyone, _ratio(below, days_judged, empty=0.0)),
+        "over_8h_day_share": Estimator(everyone, _ratio(over8, days_worked, empty=0.0)),
+        "stretch_violation_day_share": Estimator(everyone, _ratio(stretch_bad, days_worked, empty=0.0)),
+        "weeks_without_rest_share": Estimator(everyone, _ratio(no_rest, week_count), undefined_reason=too_short),
+        "rest_days_per_week": Estimator(everyone, _ratio(rest_days, week_count), undefined_reason=too_short),
+        "deadline_percentile": Estimator(everyone, _ratio(pct_sum, n_orders)),
+        "implied_speed_kmh": Estimator(
+            everyone,
+            _ratio(spd_sum, n_orders),
+            undefined_reason="" if geo else "no geography (fleet.geography = false): no riding speed",
+        ),  # fmt: skip
+        "penalty_share_of_pay": Estimator(everyone, _ratio(pen, gross, empty=0.0)),
+        "uncontrollable_penalty_share": Estimator(everyone, _ratio(pen_unc, pen, empty=0.0)),
+        "hourly_pay_gini": Estimator(everyone, gini_stat),
+        "order_hours_per_day": Estimator(everyone, _ratio(minutes.sum(axis=0), days_worked, 1.0 / 60.0)),
+        "net_hourly_pay_change": Estimator(everyone, pay_change),
+        "order_hours_change": Estimator(everyone, hours_change),
+        "deadline_percentile_change": Estimator(everyone, pct_change),
+        "cancelled_order_share": Estimator(everyone, lambda idx: cancelled),
+    }
+    wage_note = f"minimum hourly wage used: {wage:g} yuan ({t.scenario.fleet.min_wage_source})"
+    for name in ("net_hourly_pay_to_min_wage", "below_min_wage_day_share"):
+        est[name] = Estimator(est[name].mask, est[name].stat, est[name].undefined_reason, note=wage_note)
+    return {(name, "workers"): e for name, e in est.items()}
