@@ -238,7 +238,7 @@ def fleet_estimators(t: RunRecord, cd: RunRecord, Estimator) -> dict:
         "deadline_percentile_change": Estimator(everyone, pct_change),
         "cancelled_order_share": Estimator(everyone, lambda idx: cancelled),
     }
-    wage_note = f"minimum hourly wage used: {wage:g} yuan ({t.scenario.fleet.min_wage_source})"
+    wage_note = f"minimum hourly wage used: {wage:g} yuan/h, {t.scenario.fleet.min_wage_source}"
     for name in ("net_hourly_pay_to_min_wage", "below_min_wage_day_share"):
         est[name] = Estimator(est[name].mask, est[name].stat, est[name].undefined_reason, note=wage_note)
     return {(name, "workers"): e for name, e in est.items()}

@@ -188,8 +188,9 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
 
     parts.append("<h2>Method</h2>")
     parts.append(
-        "<p>Each metric is computed from the simulated users' logs. With one replication the interval is a "
-        f"{sc.audit.confidence:.0%} paired bootstrap over users ({sc.audit.bootstrap_samples} resamples); with "
+        "<p>Each metric is computed from the simulated users' (and couriers') logs. With one replication the "
+        f"interval is a {sc.audit.confidence:.0%} paired bootstrap over users or couriers "
+        f"({sc.audit.bootstrap_samples} resamples); with "
         "several it is a t-interval over replication estimates. Each replication draws a new population and "
         "catalogue, so only intervals from several replications cover world-to-world variation; with one "
         "replication they are narrower than the model's uncertainty (the shipped scenarios use three). Verdict rules: <b>max</b>/<b>min</b> pass when "

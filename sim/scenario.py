@@ -463,7 +463,9 @@ class FleetSettings(_Settings):
     weather_speed_factor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.6
     weather_demand_factor: Annotated[float, Field(ge=0.0, le=5.0)] = 1.3
     min_hourly_wage: PosFloat = 27.7
-    min_wage_source: str = "Beijing part-time hourly minimum wage, 27.7 yuan (cited in the Zhejiang Univ. rider survey, 2025; regulation-map.md §3)"
+    min_wage_source: str = (
+        "Beijing part-time hourly minimum wage (cited in the Zhejiang Univ. rider survey, 2025; regulation-map.md §3)"
+    )
     workers: WorkerSettings = WorkerSettings()
 
     @model_validator(mode="after")

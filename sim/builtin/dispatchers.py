@@ -212,8 +212,8 @@ class Strict(_PercentileDeadlines, NearestIdle):
         Speed basis until enough deliveries are logged.
     """
 
-    def __init__(self, percentile: float = 15.0, base_pay: float = 4.5, pay_per_km: float = 0.9,
-                 late_penalty: float = 0.15, initial_speed_kmh: float = 22.0):  # fmt: skip
+    def __init__(self, percentile: float = 15.0, base_pay: float = 5.0, pay_per_km: float = 1.0,
+                 late_penalty: float = 0.05, initial_speed_kmh: float = 22.0):  # fmt: skip
         super().__init__(base_pay=base_pay, pay_per_km=pay_per_km, speed_basis_kmh=initial_speed_kmh,
                          late_penalty=late_penalty)  # fmt: skip
         if not 0 < percentile < 100:
