@@ -31,7 +31,9 @@ from audits.market_metrics import PRICER_CF_METRICS
 from audits.metrics import build_estimators
 from sim.engine import simulate
 from sim.memory import check_memory
+from sim.platform import PluginError
 from sim.record import RunRecord
+from sim.registry import make_dispatcher
 from sim.rng import spawn_generators
 from sim.scenario import Scenario
 
@@ -178,13 +180,18 @@ def run_audit(
         pricer is not None or scenario.pricer.kind != cf_pricer or bool(scenario.pricer.params)
     )
     pricer_scenario = scenario.with_overrides(pricer_kind=cf_pricer) if pricer_cf else None
-    # The fleet's findings compare dispatchers on the same orders. Without feed users the full
-    # counterfactual has the same orders; with them (orders from purchases) a third run swaps the
+    # The fleet's findings compare dispatchers on the same orders. With orders from a demand profile the
+    # full counterfactual has the same orders; with orders from purchases a further run swaps the
     # dispatcher only. A dispatcher equal to the counterfactual one is its own counterfactual.
     same_dispatcher = (
         dispatcher is None and scenario.dispatcher.kind == cf_dispatcher and not scenario.dispatcher.params
     )
-    dispatcher_cf = scenario.fleet is not None and scenario.population.n_users > 0 and not same_dispatcher
+    dispatcher_cf = _needs_dispatcher_cf(scenario, same_dispatcher)
+    if scenario.fleet is not None:
+        try:
+            make_dispatcher(cf_dispatcher)
+        except PluginError as exc:
+            raise PluginError(f"audit.counterfactual_dispatcher: {exc}") from None
     dispatcher_scenario = scenario.with_overrides(dispatcher_kind=cf_dispatcher) if dispatcher_cf else None
     jobs = []
     for r in range(reps):
@@ -331,12 +338,18 @@ def _finding(spec: MetricSpec, cohort, per_rep, reps, conf, boot_rng, scenario, 
     return Finding(value=value, ci_low=lo, ci_high=hi, verdict=v, note=note, **base)
 
 
+def _needs_dispatcher_cf(scenario: Scenario, same_dispatcher: bool) -> bool:
+    """Whether the fleet needs a run that swaps only the dispatcher (its orders depend on the feed's purchases)."""
+    fs = scenario.fleet
+    return fs is not None and fs.orders == "market" and scenario.population.n_users > 0 and not same_dispatcher
+
+
 def planned_runs(scenario: Scenario, replications: int) -> int:
     """Return the number of simulations an audit of ``scenario`` runs (for the memory check before it starts)."""
     cf_pricer = scenario.audit.counterfactual_pricer
     pricer_cf = scenario.market is not None and (scenario.pricer.kind != cf_pricer or bool(scenario.pricer.params))
     same = scenario.dispatcher.kind == scenario.audit.counterfactual_dispatcher and not scenario.dispatcher.params
-    dispatcher_cf = scenario.fleet is not None and scenario.population.n_users > 0 and not same
+    dispatcher_cf = _needs_dispatcher_cf(scenario, same)
     return replications * (2 + int(pricer_cf) + int(dispatcher_cf))
 
 

@@ -24,8 +24,10 @@ minutes those in which the courier was also open to new orders):
 Per order: the deadline percentile is where the promised time sits among the
 actual delivery times of orders with a similar route (deciles of route
 length), i.e. the share of comparable orders delivered within it; the implied
-speed is the average riding speed the promised time leaves room for, after the
-merchant's expected preparation and two handovers.
+speed is the average riding speed the promised time leaves room for from when
+the courier could start the order (after the orders ahead in the box), after
+the merchant's expected preparation and two handovers (``NO_TIME_KMH`` = 100
+km/h when no time is left); the finding is its median over orders.
 
 Public objects
 --------------
@@ -44,17 +46,27 @@ import numpy as np
 from sim.fleet.state import O_DELIVERED
 from sim.record import RunRecord
 
-__all__ = ["FLEET_METRICS", "MIN_DAY_MINUTES", "fleet_estimators", "order_deadline_stats", "per_worker_day_pay"]
+__all__ = [
+    "FAST_KMH",
+    "FLEET_METRICS",
+    "MIN_DAY_MINUTES",
+    "NO_TIME_KMH",
+    "fleet_estimators",
+    "order_deadline_stats",
+    "per_worker_day_pay",
+]
 
 FLEET_METRICS = (
     "net_hourly_pay_to_min_wage", "below_min_wage_day_share", "over_8h_day_share", "stretch_violation_day_share",
     "weeks_without_rest_share", "rest_days_per_week", "deadline_percentile", "implied_speed_kmh",
-    "penalty_share_of_pay", "uncontrollable_penalty_share", "hourly_pay_gini", "order_hours_per_day",
-    "net_hourly_pay_change", "order_hours_change", "deadline_percentile_change", "cancelled_order_share",
+    "fast_deadline_share", "penalty_share_of_pay", "uncontrollable_penalty_share", "hourly_pay_gini",
+    "working_hours_per_day", "net_hourly_pay_change", "working_hours_change", "deadline_percentile_change",
+    "cancelled_order_share",
 )  # fmt: skip
 
 MIN_DAY_MINUTES = 60.0  # courier-days shorter than an hour are not judged on hourly pay (too noisy)
-_SPEED_CAP = 60.0  # km/h: a deadline that leaves no riding time counts as this fast
+FAST_KMH = 15.0  # SAMR 2025: delivery times computed at an average of at most 15 km/h
+NO_TIME_KMH = 100.0  # a deadline that leaves no riding time reads as this fast (recaudit convention; > any e-bike)
 _ROUTE_BINS = 10
 
 
@@ -72,7 +84,8 @@ def order_deadline_stats(rec: RunRecord) -> dict[str, np.ndarray]:
     Returns
     -------
     dict with ``worker`` int64, ``duration``, ``deadline``, ``percentile`` (0-100) and ``implied_speed``
-    (km/h, NaN without geography), all (n_delivered,).
+    (km/h to 0.01, ``NO_TIME_KMH`` where the deadline leaves no riding time, NaN without geography), all
+    (n_delivered,).
     """
     f = rec.fleet
     o = f.orders
@@ -92,18 +105,19 @@ def order_deadline_stats(rec: RunRecord) -> dict[str, np.ndarray]:
     speed = np.full(d.sum(), np.nan)
     if rec.scenario.fleet.geography and pct.size:
         h = rec.scenario.fleet.handling_minutes
-        elapsed = (o["assigned_at"][d] - o["created"][d]).astype(np.float64)
+        elapsed = (o["started_at"][d] - o["created"][d]).astype(np.float64)  # riding can start only then
         prep = (o["ready_hat"][d] - o["created"][d]).astype(np.float64)
         pk = o["pickup_km"][d].astype(np.float64)
         tk = o["trip_km"][d].astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ride1 = deadline - 2.0 * h - elapsed  # riding from assignment, the food ready on arrival
+            ride1 = deadline - 2.0 * h - elapsed  # riding from the start, the food ready on arrival
             v1 = np.where(ride1 > 0, (pk + tk) / ride1 * 60.0, np.inf)
             wait_binds = elapsed + pk / v1 * 60.0 < prep  # the courier would wait at the merchant
             ride2 = deadline - 2.0 * h - prep
             v2 = np.where(ride2 > 0, tk / ride2 * 60.0, np.inf)
             speed = np.where(wait_binds, v2, v1)
-        speed = np.minimum(np.nan_to_num(speed, nan=0.0, posinf=_SPEED_CAP), _SPEED_CAP)
+        # to 0.01 km/h: deadlines are float32, and one set at exactly 15 km/h must read back as 15
+        speed = np.round(np.minimum(np.nan_to_num(speed, nan=np.inf), NO_TIME_KMH), 2)
     return dict(worker=worker, duration=duration, deadline=deadline, percentile=pct, implied_speed=speed)
 
 
@@ -114,6 +128,17 @@ def _gini(x: np.ndarray) -> float:
     x = np.maximum(x, 0.0)
     n = x.size
     return float((2.0 * np.arange(1, n + 1) - n - 1).dot(x) / (n * x.sum()))
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """Median of ``values`` with integer ``weights`` (a bootstrap resample repeats couriers)."""
+    keep = weights > 0
+    if not keep.any():
+        return float("nan")
+    v, w = values[keep], weights[keep]
+    order = np.argsort(v, kind="stable")
+    cum = np.cumsum(w[order])
+    return float(v[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
 def _by_worker(worker, values, n):
@@ -144,6 +169,8 @@ def fleet_estimators(t: RunRecord, cd: RunRecord, Estimator) -> dict:
         return {(name, "workers"): Estimator(nobody, lambda idx: float("nan"), reason) for name in FLEET_METRICS}
     f = t.fleet
     n = f.n_workers
+    if cd.fleet.n_workers != n or not np.array_equal(f.true_target_earnings, cd.fleet.true_target_earnings):
+        raise ValueError("audited and counterfactual fleets are not paired (different couriers)")
     wage = t.scenario.fleet.min_hourly_wage
     everyone = np.ones(n, dtype=bool)
 
@@ -156,15 +183,15 @@ def fleet_estimators(t: RunRecord, cd: RunRecord, Estimator) -> dict:
     net_w = np.where(judged, net, 0.0).sum(axis=0)
     hours_w = np.where(judged, minutes, 0.0).sum(axis=0) / 60.0
 
-    worked = minutes > 0
-    days_worked = worked.sum(axis=0).astype(np.float64)
+    # a worked day is a day with order-taking (finishing yesterday's last orders after midnight is not one)
     taking = f.day_column("order_taking_minutes").astype(np.float64)
+    worked = taking > 0
+    days_worked = worked.sum(axis=0).astype(np.float64)
     over8 = ((taking > 480.0 + 1e-3) & worked).sum(axis=0).astype(np.float64)
     stretch_bad = ((f.day_column("offers_after_4h") > 0) & worked).sum(axis=0).astype(np.float64)
 
     n_weeks = t.n_days // 7
-    took_orders = taking > 0  # a rest day is a day without order-taking (finishing after midnight is not work)
-    weeks = took_orders[: 7 * n_weeks].reshape(n_weeks, 7, n) if n_weeks else np.zeros((0, 7, n), dtype=bool)
+    weeks = worked[: 7 * n_weeks].reshape(n_weeks, 7, n) if n_weeks else np.zeros((0, 7, n), dtype=bool)
     no_rest = weeks.all(axis=1).sum(axis=0).astype(np.float64)
     rest_days = (~weeks).sum(axis=(0, 1)).astype(np.float64)
     week_count = np.full(n, float(n_weeks))
@@ -174,7 +201,11 @@ def fleet_estimators(t: RunRecord, cd: RunRecord, Estimator) -> dict:
     pct_sum = _by_worker(od["worker"], od["percentile"], n)
     n_orders = np.bincount(od["worker"], minlength=n).astype(np.float64)
     geo = t.scenario.fleet.geography
-    spd_sum = _by_worker(od["worker"], np.nan_to_num(od["implied_speed"]), n)
+    speed, speed_worker = od["implied_speed"], od["worker"]
+    fast = _by_worker(speed_worker, speed > FAST_KMH, n)
+
+    def median_speed(idx):
+        return _weighted_median(speed, np.bincount(idx, minlength=n)[speed_worker].astype(np.float64))
 
     gross = f.day_column("gross_pay").sum(axis=0, dtype=np.float64)
     pen = f.day_column("penalties").sum(axis=0, dtype=np.float64)
@@ -185,10 +216,13 @@ def fleet_estimators(t: RunRecord, cd: RunRecord, Estimator) -> dict:
     judged_c = minutes_c >= MIN_DAY_MINUTES
     net_wc = np.where(judged_c, net_c, 0.0).sum(axis=0)
     hours_wc = np.where(judged_c, minutes_c, 0.0).sum(axis=0) / 60.0
-    worked_c = minutes_c > 0
+    worked_c = cd.fleet.day_column("order_taking_minutes") > 0
     od_c = order_deadline_stats(cd)
     pct_sum_c = _by_worker(od_c["worker"], od_c["percentile"], n)
     n_orders_c = np.bincount(od_c["worker"], minlength=n).astype(np.float64)
+
+    work_w = np.where(worked, minutes, 0.0).sum(axis=0)
+    work_wc = np.where(worked_c, minutes_c, 0.0).sum(axis=0)
 
     def gini_stat(idx):
         h = hours_w[idx]
@@ -205,7 +239,7 @@ def fleet_estimators(t: RunRecord, cd: RunRecord, Estimator) -> dict:
         a, b = days_worked[idx].sum(), worked_c.sum(axis=0)[idx].sum()
         if a <= 0 or b <= 0:
             return float("nan")
-        return float(minutes.sum(axis=0)[idx].sum() / a / 60.0 - minutes_c.sum(axis=0)[idx].sum() / b / 60.0)
+        return float(work_w[idx].sum() / a / 60.0 - work_wc[idx].sum() / b / 60.0)
 
     def pct_change(idx):
         a, b = n_orders[idx].sum(), n_orders_c[idx].sum()
@@ -213,28 +247,26 @@ def fleet_estimators(t: RunRecord, cd: RunRecord, Estimator) -> dict:
             return float("nan")
         return float(pct_sum[idx].sum() / a - pct_sum_c[idx].sum() / b)
 
+    no_geo = "" if geo else "no geography (fleet.geography = false): no riding speed"
     status = f.orders["status"]
     cancelled = float((status == 4).sum()) / max(status.size, 1)
 
     est = {
         "net_hourly_pay_to_min_wage": Estimator(everyone, _ratio(net_w, hours_w, 1.0 / wage)),
-        "below_min_wage_day_share": Estimator(everyone, _ratio(below, days_judged, empty=0.0)),
-        "over_8h_day_share": Estimator(everyone, _ratio(over8, days_worked, empty=0.0)),
-        "stretch_violation_day_share": Estimator(everyone, _ratio(stretch_bad, days_worked, empty=0.0)),
+        "below_min_wage_day_share": Estimator(everyone, _ratio(below, days_judged)),
+        "over_8h_day_share": Estimator(everyone, _ratio(over8, days_worked)),
+        "stretch_violation_day_share": Estimator(everyone, _ratio(stretch_bad, days_worked)),
         "weeks_without_rest_share": Estimator(everyone, _ratio(no_rest, week_count), undefined_reason=too_short),
         "rest_days_per_week": Estimator(everyone, _ratio(rest_days, week_count), undefined_reason=too_short),
         "deadline_percentile": Estimator(everyone, _ratio(pct_sum, n_orders)),
-        "implied_speed_kmh": Estimator(
-            everyone,
-            _ratio(spd_sum, n_orders),
-            undefined_reason="" if geo else "no geography (fleet.geography = false): no riding speed",
-        ),  # fmt: skip
-        "penalty_share_of_pay": Estimator(everyone, _ratio(pen, gross, empty=0.0)),
+        "implied_speed_kmh": Estimator(everyone, median_speed, undefined_reason=no_geo),
+        "fast_deadline_share": Estimator(everyone, _ratio(fast, n_orders), undefined_reason=no_geo),
+        "penalty_share_of_pay": Estimator(everyone, _ratio(pen, gross)),
         "uncontrollable_penalty_share": Estimator(everyone, _ratio(pen_unc, pen, empty=0.0)),
         "hourly_pay_gini": Estimator(everyone, gini_stat),
-        "order_hours_per_day": Estimator(everyone, _ratio(minutes.sum(axis=0), days_worked, 1.0 / 60.0)),
+        "working_hours_per_day": Estimator(everyone, _ratio(work_w, days_worked, 1.0 / 60.0)),
         "net_hourly_pay_change": Estimator(everyone, pay_change),
-        "order_hours_change": Estimator(everyone, hours_change),
+        "working_hours_change": Estimator(everyone, hours_change),
         "deadline_percentile_change": Estimator(everyone, pct_change),
         "cancelled_order_share": Estimator(everyone, lambda idx: cancelled),
     }

@@ -34,7 +34,7 @@ PROCESS_BASE = 300 * 2**20  # Python, numpy, pandas, numba and the loaded kernel
 PEAK_ACTIVE_SHARE = 0.25  # share of users in session in the busiest sub-step (calibration: evening peak)
 FEED_MINUTES_PER_DAY = 200.0  # generous mean scrolling for the expected number of sponsored offers
 QUOTE_BYTES = 140  # one row of the quote log: 25 columns (sim.market.world.QUOTE_COLUMNS)
-ORDER_BYTES = 125  # one order: the columns of sim.fleet.state._ORDER_FIELDS
+ORDER_BYTES = 140  # one order: the columns of sim.fleet.state._ORDER_FIELDS
 WORKER_BYTES = 160  # one courier's state and traits (sim.fleet.state.Workers), queue of 3 included
 
 

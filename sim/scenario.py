@@ -389,11 +389,12 @@ class WorkerSettings(_Settings):
     target_earnings_mean: PosFloat = 330.0
     target_earnings_sigma: Annotated[float, Field(ge=0.0, le=2.0)] = 0.25
     max_online_hours_mean: Annotated[float, Field(ge=1.0, le=20.0)] = 11.0
-    start_hour_min: Annotated[float, Field(ge=0.0, le=23.0)] = 8.0
-    start_hour_max: Annotated[float, Field(ge=0.0, le=23.0)] = 11.0
+    # couriers stop taking orders at 23:00, so a shift must start before
+    start_hour_min: Annotated[float, Field(ge=0.0, lt=23.0)] = 8.0
+    start_hour_max: Annotated[float, Field(ge=0.0, lt=23.0)] = 11.0
     late_shift_share: Prob = 0.4
-    late_start_hour_min: Annotated[float, Field(ge=0.0, le=23.0)] = 14.0
-    late_start_hour_max: Annotated[float, Field(ge=0.0, le=23.0)] = 16.5
+    late_start_hour_min: Annotated[float, Field(ge=0.0, lt=23.0)] = 14.0
+    late_start_hour_max: Annotated[float, Field(ge=0.0, lt=23.0)] = 16.5
     reservation_pay_per_hour: PosFloat = 22.0
     accept_slope: NonNegFloat = 4.0
     accept_at_reservation: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.7
@@ -472,6 +473,17 @@ class FleetSettings(_Settings):
     def _check(self):
         if self.orders == "profile" and self.orders_per_day <= 0:
             raise ValueError("orders_per_day must be positive when orders = 'profile'")
+        if self.patience_minutes < 2 * self.step_minutes:
+            raise ValueError(
+                f"patience_minutes ({self.patience_minutes:g}) is shorter than two fleet steps "
+                f"({self.step_minutes:g} min each): orders would be cancelled before their first offer; "
+                "fix: raise patience_minutes or lower step_minutes"
+            )
+        if self.delivery_radius_km > self.city_km:
+            raise ValueError(
+                f"delivery_radius_km ({self.delivery_radius_km:g}) exceeds city_km ({self.city_km:g}); "
+                "fix: a radius within the city"
+            )
         return self
 
 
@@ -552,6 +564,11 @@ class Scenario(_Settings):
                     "population.n_users = 0 has no shoppers; fix: give users, or set fleet.orders = 'profile' "
                     "and remove the [market] table"
                 )
+        if self.fleet is None and (self.dispatcher.kind != "nearest" or self.dispatcher.params):
+            raise ValueError(
+                "a [dispatcher] is set but the scenario has no delivery fleet; fix: add a [fleet] table or remove "
+                "[dispatcher]"
+            )
         if self.fleet is not None:
             if self.fleet.orders == "market" and self.market is None:
                 raise ValueError("fleet.orders = 'market' needs a [market] table; fix: add one, or use 'profile'")
@@ -592,7 +609,7 @@ class Scenario(_Settings):
         if pricer_kind is not None:
             data["pricer"]["kind"] = pricer_kind
             data["pricer"]["params"] = {}
-        if dispatcher_kind is not None:
+        if dispatcher_kind is not None and self.fleet is not None:
             data["dispatcher"]["kind"] = dispatcher_kind
             data["dispatcher"]["params"] = {}
         return scenario_from_dict(data, source="<overrides>")

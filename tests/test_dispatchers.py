@@ -127,6 +127,12 @@ class Unseeded(_Nearest):
         return Dispatch(d.worker_idx, d.deadline_minutes, d.pay * np.random.default_rng().random())
 
 
+class HugePay(_Nearest):
+    def dispatch(self, order_idx, view):
+        d = super().dispatch(order_idx, view)
+        return Dispatch(d.worker_idx, d.deadline_minutes, d.pay * 1e38)
+
+
 class NoDispatch:
     def fit(self, view, log):
         return self
@@ -145,6 +151,7 @@ BAD = {
     "NegativeTopUp": (NegativeTopUp, "top-up that is negative"),
     "Unseeded": (Unseeded, "check_deterministic"),
     "NoDispatch": (NoDispatch, "no dispatch() method"),
+    "HugePay": (HugePay, "pay that is negative, NaN or infinite"),
 }
 
 
@@ -301,3 +308,15 @@ def test_greedy_assign_kernel_matches_twin(seed, n, k, window):
     assert (c >= 0).all()
     np.testing.assert_array_equal(cap - c, np.bincount(w[w >= 0], minlength=n_workers))
     assert not (w == decliner)[w >= 0].any()
+
+
+def test_couriers_finishing_after_midnight_still_work_the_next_day():
+    # strict stacks orders, so couriers are still delivering at midnight; logging off after
+    # midnight must not count as being done with the new day
+    rec = simulate(_fleet_scenario(kind="strict", days=3, orders=3000.0))
+    f = rec.fleet
+    online, taking = f.day_column("online_minutes"), f.day_column("order_taking_minutes")
+    carried = (online > 0) & (taking == 0)
+    assert carried.any()  # some couriers did finish yesterday's box after midnight
+    lost = carried & ~f.rest_planned  # ...and then did not work the day they had not planned to rest
+    assert lost.sum() == 0, np.argwhere(lost)[:5]

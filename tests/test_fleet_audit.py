@@ -48,10 +48,10 @@ def test_strict_dispatch_fails_art20(strict_result):
     assert article_verdicts(strict_result.findings)[20] == "fail"
     f = _by_metric(strict_result.findings)
     for metric in ("net_hourly_pay_to_min_wage", "over_8h_day_share", "stretch_violation_day_share",
-                   "deadline_percentile", "implied_speed_kmh", "uncontrollable_penalty_share"):  # fmt: skip
+                   "deadline_percentile", "fast_deadline_share", "uncontrollable_penalty_share"):  # fmt: skip
         assert f[metric].verdict == "fail", (metric, f[metric])
     assert f["deadline_percentile"].value < 30  # the 15th percentile rule, measured
-    assert f["net_hourly_pay_change"].value < 0 and f["order_hours_change"].value > 0
+    assert f["net_hourly_pay_change"].value < 0 and f["working_hours_change"].value > 0
     assert "27.7" in f["net_hourly_pay_to_min_wage"].note  # the figure used is cited
     # only the fleet is simulated: the feed and market articles are out of scope
     assert articles_in_scope(strict_result.findings) == {20}
@@ -60,7 +60,8 @@ def test_strict_dispatch_fails_art20(strict_result):
 def test_fair_dispatch_passes_art20(fair_result):
     assert article_verdicts(fair_result.findings)[20] == "pass"
     f = _by_metric(fair_result.findings)
-    assert f["deadline_percentile"].value >= 50 and f["implied_speed_kmh"].ci_high <= 15.0
+    assert f["deadline_percentile"].value >= 50 and f["fast_deadline_share"].value == 0.0
+    assert f["implied_speed_kmh"].value <= 15.0
     assert f["below_min_wage_day_share"].value == 0.0 and f["over_8h_day_share"].value == 0.0
     assert f["uncontrollable_penalty_share"].value == 0.0
 
@@ -87,7 +88,7 @@ def test_do_nothing_counterfactual_is_exactly_zero():
     res = run_audit(scenario_from_dict(data))
     assert res.dispatcher_counterfactual_records[0] is not res.records[0]
     f = _by_metric(res.findings)
-    for metric in ("net_hourly_pay_change", "order_hours_change", "deadline_percentile_change"):
+    for metric in ("net_hourly_pay_change", "working_hours_change", "deadline_percentile_change"):
         assert f[metric].value == 0.0 and f[metric].ci_low == 0.0 and f[metric].ci_high == 0.0, f[metric]
     a, b = res.records[0].fleet, res.dispatcher_counterfactual_records[0].fleet
     np.testing.assert_array_equal(a.worker_days, b.worker_days)
@@ -143,8 +144,13 @@ def test_market_purchases_become_deliveries():
     o = rec.fleet.orders
     assert sold > 50 and o["created"].size == sold  # every platform purchase is delivered (share 1)
     assert (o["user_idx"] >= 0).all()
-    # each order goes from the product's merchant to the buyer's home
-    assert (o["merchant"] == q["product_idx"][q["outcome"] == 1] % sc.fleet.n_merchants).all()
+    # each order goes from the product's merchant to the buyer's home (orders are kept in order of creation)
+    sold_mask = q["outcome"] == 1
+    expected = sorted(
+        zip(q["user_idx"][sold_mask].tolist(), (q["product_idx"][sold_mask] % sc.fleet.n_merchants).tolist())
+    )
+    assert sorted(zip(o["user_idx"].tolist(), o["merchant"].tolist())) == expected
+    assert (np.diff(o["created"]) >= 0).all()
     assert (o["status"] == 3).sum() > 0.5 * sold
 
 

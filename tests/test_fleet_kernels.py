@@ -22,7 +22,6 @@ than the pause that ends a stretch, and always-on couriers never coming back.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import math
@@ -31,6 +30,8 @@ from collections import Counter
 import numba as nb
 import numpy as np
 import pytest
+from kernel_checks import assert_bitwise
+from kernel_checks import threads as n_threads
 
 import sim.engine
 from sim.engine import FeedWorld, simulate
@@ -68,21 +69,7 @@ def _scenario(days: int = 1, dispatcher: str = "strict", **fleet):
     })  # fmt: skip
 
 
-def _assert_bitwise(got: np.ndarray, want: np.ndarray, name: str) -> None:
-    assert got.dtype == want.dtype and got.shape == want.shape, name
-    if got.tobytes() != want.tobytes():
-        np.testing.assert_array_equal(got, want, err_msg=f"{name}: not bitwise equal")
-        raise AssertionError(f"{name}: equal values but different bits (signed zeros or NaN payloads)")
-
-
-@contextlib.contextmanager
-def _threads(n: int):
-    before = nb.get_num_threads()
-    nb.set_num_threads(n)
-    try:
-        yield
-    finally:
-        nb.set_num_threads(before)
+_assert_bitwise, _threads = assert_bitwise, n_threads
 
 
 # -- every kernel call of a running world, repeated by the twin --------------------------------
@@ -173,7 +160,8 @@ CASES = {
         dict(),
         "rest_respecting",
         ((12 * 60, 13 * 60),),
-        tuple(b for b in _BRANCHES if b != "next_in_queue")  # it offers to idle couriers only
+        # it offers to idle couriers only, and excuses every minute that is not the courier's doing
+        tuple(b for b in _BRANCHES if b not in ("next_in_queue", "penalised"))
         + ("declined", "on_break", "break_ends", "pause_taken", "stretch_reset"),
     ),
     # without geography: an M/M/c server, every courier always on and accepting
@@ -299,7 +287,15 @@ def test_apply_offers_matches_twin(noon, geography, always_on):
     n = min(open_ids.size, slots.size, 150)
     assert n > 50
     oid = rng.permutation(open_ids)[:n].astype(np.int64)
-    wid = rng.permutation(slots)[:n].astype(np.int64)  # as many offers to a courier as it has room for
+    # every slot of the chosen couriers, about half of the offers to busy couriers and half to idle ones:
+    # several offers to one courier, and offers to idle and to busy couriers alike
+    chosen = rng.permutation(np.flatnonzero(cap > 0))
+    busy, idle = chosen[w0.state[chosen] != W_IDLE], chosen[w0.state[chosen] == W_IDLE]
+    busy_slots, idle_slots = np.repeat(busy, cap[busy]), np.repeat(idle, cap[idle])
+    b = min(busy_slots.size, n // 2)
+    wid = np.concatenate([busy_slots[:b], idle_slots[: n - b]])
+    n = wid.size
+    oid, wid = oid[:n], rng.permutation(wid).astype(np.int64)
     deadline = rng.uniform(10.0, 60.0, n).astype(np.float32)
     pay = (rng.lognormal(math.log(6.0), 0.8, n)).astype(np.float32)
     pen = rng.uniform(0.0, 0.5, n).astype(np.float32)
@@ -455,7 +451,7 @@ def _one_courier(state: int, **values):
         w[k][...] = v
     o = dict(created=np.zeros(1), ready=np.zeros(1), ready_hat=np.zeros(1), px=f4([1]), py=f4([1]), dx=f4([1]),
              dy=f4([1]), service=f4([0]), deadline=f4([30]), pay=f4([6]), late_pen=f4([0]), excuse=np.zeros(1, bool),
-             status=np.array([O_PICKED], np.int8), picked_at=np.zeros(1), done_at=np.full(1, np.nan),
+             status=np.array([O_PICKED], np.int8), picked_at=np.zeros(1), started=np.zeros(1), done_at=np.full(1, np.nan),
              penalty=f4([0]), late=f4([0]), unc=f4([0]))  # fmt: skip
     return w, o
 

@@ -149,13 +149,13 @@ def relaxation_minutes(c: int, rho: float, mean_service: float) -> float:
 def fcfs_starts(created: np.ndarray, service: np.ndarray, c: int, dt: float | None) -> np.ndarray:
     """Start times of FCFS service with ``c`` servers (the Kiefer-Wolfowitz recursion).
 
-    ``dt = None``: continuous time, orders served in order of creation. Otherwise the
-    fleet's steps: orders in id order, each offered from the first boundary after
-    its creation, and a server free from the first boundary at or after its service ends.
+    ``dt = None``: continuous time. Otherwise the fleet's steps: each order offered from the
+    first boundary after its creation, and a server free from the first boundary at or after
+    its service ends. Both serve orders in order of creation (ties by id), as the fleet does.
     """
     free = [0.0] * c
     start = np.empty(created.size)
-    order = np.argsort(created, kind="stable") if dt is None else range(created.size)
+    order = np.argsort(created, kind="stable")
     for i in order:
         f = heapq.heappop(free)
         s = float(service[i])
@@ -461,14 +461,6 @@ def test_littles_law(kind):
     n_cancel = int((o["status"] == O_CANCELLED).sum())
     tol = dt * (created.size + n_cancel) / horizon
     assert abs(l_series - lam * w_bar) <= tol, (l_series, lam * w_bar, tol)
-    # sharper, per order: a delivered order created at fraction u of a step and delivered at fraction v
-    # is counted (u - v) steps off its sojourn: unbiased, variance 1/6 step^2 for uniform fractions; one
-    # still in the system at the end is counted (1 - u) steps over (half a step on average, variance 1/12);
-    # a cancelled one, with the patience a whole number of steps, exactly one step over (it is counted
-    # until the boundary after its patience)
-    assert GEO_PATIENCE % dt == 0
-    n_live = int((o["status"] < O_DELIVERED).sum())
-    expected = lam * w_bar + dt * (n_cancel + n_live / 2) / horizon
-    n_delivered = int((o["status"] == O_DELIVERED).sum())
-    sd = dt * math.sqrt(n_delivered / 6 + n_live / 12) / horizon
-    assert abs(l_series - expected) <= 5 * sd, (l_series, expected, sd)
+    # (No sharper statistical bound here: it would assume an order's creation phase within its step is
+    # independent of its time in the system, and first-come-first-served dispatch within a step breaks
+    # that. The series is instead checked exactly, step by step, against the order record elsewhere.)

@@ -14,12 +14,13 @@ size; all draws are seeded, so each test is deterministic.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numba as nb
 import numpy as np
 import pytest
+from kernel_checks import assert_bitwise
+from kernel_checks import threads as n_threads
 
 from sim.kernels import market as K
 from sim.kernels import reference_market as R
@@ -44,21 +45,7 @@ PARAMS = dict(
 _USER_STATE = ("purchases_stock", "lifetime_purchases", "spend_month", "platform_spend_month")
 
 
-def _assert_bitwise(got: np.ndarray, want: np.ndarray, name: str) -> None:
-    assert got.dtype == want.dtype and got.shape == want.shape, name
-    if got.tobytes() != want.tobytes():
-        np.testing.assert_array_equal(got, want, err_msg=f"{name}: not bitwise equal")
-        raise AssertionError(f"{name}: equal values but different bits (signed zeros or NaN payloads)")
-
-
-@contextlib.contextmanager
-def _threads(n: int):
-    before = nb.get_num_threads()
-    nb.set_num_threads(n)
-    try:
-        yield
-    finally:
-        nb.set_num_threads(before)
+_assert_bitwise, _threads = assert_bitwise, n_threads
 
 
 def _unit_rows(rng, n, d):

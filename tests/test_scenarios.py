@@ -45,6 +45,10 @@ BAD = {
         '[fleet]\n[dispatcher]\nkind = "take_middle"\nparams = { percentile = 20 }\n',
         "take-the-middle deadlines sit at the median or above",
     ),
+    "dispatcher_without_fleet": ('[dispatcher]\nkind = "strict"\n', "no delivery fleet"),
+    "fleet_impatient_customers": ("[fleet]\npatience_minutes = 1\n", "cancelled before their first offer"),
+    "fleet_radius_beyond_city": ("[fleet]\ncity_km = 2\ndelivery_radius_km = 5\n", "exceeds city_km"),
+    "fleet_start_after_cutoff": ("[fleet.workers]\nstart_hour_max = 23.5\n", "fleet.workers.start_hour_max"),
     "unknown_counterfactual_dispatcher": (
         '[fleet]\n[audit]\ncounterfactual_dispatcher = "nope"\n',
         "counterfactual_dispatcher",

@@ -134,10 +134,13 @@ class _PercentileDeadlines:
         self.durations_ = np.concatenate([self.durations_, log.duration_minutes[ok]])[-_HISTORY:]
         self.routes_ = np.concatenate([self.routes_, log.route_km[ok].astype(np.float64)])[-_HISTORY:]
         if self.durations_.size >= _MIN_HISTORY:
-            x = np.column_stack([np.ones(self.routes_.size), self.routes_])
-            beta = np.linalg.lstsq(x, self.durations_, rcond=None)[0]
-            resid = self.durations_ - x @ beta
-            self.coef_ = (float(beta[0]), float(beta[1]), float(np.percentile(resid, self.percentile)))
+            # closed-form simple regression (no BLAS: the same bits on every machine)
+            x, y = self.routes_, self.durations_
+            xm, ym = x.mean(), y.mean()
+            sxx = float(((x - xm) ** 2).sum())
+            b = float(((x - xm) * (y - ym)).sum() / sxx) if sxx > 0 else 0.0
+            a = float(ym - b * xm)
+            self.coef_ = (a, b, float(np.percentile(y - (a + b * x), self.percentile)))
 
     def _percentile_deadline(self, route_km: np.ndarray, fallback: np.ndarray) -> np.ndarray:
         if self.coef_ is None:

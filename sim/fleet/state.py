@@ -158,7 +158,7 @@ class Workers:
     pause_pending : float32 (w,)
         A pause the platform asked for while the courier was busy (taken when the queue empties).
     online_today, stretch_minutes, pause_minutes : float32 (w,)
-        Order-taking minutes today; the current continuous stretch; minutes since
+        Working minutes today (logged on, not on a break); the current continuous stretch; minutes since
         the courier last stopped taking orders (a pause of 20 minutes ends a stretch).
     fatigue : float32 (w,)
         In [0, 1).
@@ -260,6 +260,7 @@ _ORDER_FIELDS = {
     "worker": np.int32,
     "assigned_at": np.float64,
     "picked_at": np.float64,
+    "started_at": np.float64,  # when the courier started on it (assignment to an idle courier, or the box's turn)
     "done_at": np.float64,  # delivered or cancelled
     "deadline_minutes": np.float32,  # promised delivery time, minutes after creation
     "pay": np.float32,
@@ -267,10 +268,10 @@ _ORDER_FIELDS = {
     "excuse_mask": np.bool_,
     "penalty": np.float32,
     "late_minutes": np.float32,
-    "uncontrollable_minutes": np.float32,  # delay from weather and from waiting at the merchant past the estimate
+    "uncontrollable_minutes": np.float32,  # delay not the courier's doing: before the start, weather, the merchant
     "route_km": np.float32,  # the courier's distance to the merchant at assignment plus trip_km
     "pickup_km": np.float32,
-    "declines": np.int16,
+    "declines": np.int32,
     "last_decliner": np.int32,
     "weather_at_creation": np.float32,
 }

@@ -77,8 +77,9 @@ class FleetView(PlatformView):
         How many more orders each courier can be offered now (0: not offerable:
         offline, on a break, finishing, or a full box).
     worker_online_minutes_today, worker_stretch_minutes, worker_pause_minutes : float32 (w,)
-        Order-taking minutes today, the current continuous stretch, minutes since
-        the courier last stopped taking orders.
+        Working minutes today (logged on, not on a break; finishing the last orders
+        included), the current continuous stretch, minutes since the courier last
+        stopped working (a pause of 20 minutes ends a stretch).
     worker_consecutive_days : int16 (w,)
         Days worked in a row before today.
     worker_deliveries_today, worker_gross_today, worker_penalties_today, worker_km_today : float32 (w,)
@@ -166,7 +167,7 @@ class Dispatcher(Protocol):
         ...
 
     def dispatch(self, order_idx: np.ndarray, view: FleetView) -> Dispatch:
-        """Offer open orders (int64 (n,), oldest first) to couriers."""
+        """Offer open orders (int64 (n,), oldest first: by creation time, then id) to couriers."""
         ...
 
 
@@ -203,7 +204,10 @@ def _float_array(a, n, label, meth, what):
                            "one value per row of the batch")  # fmt: skip
     if a.dtype.kind not in "fiu":
         raise _label_error(label, meth, f"returned {what} of dtype {a.dtype}", "return numbers")
-    return a.astype(np.float64)
+    # the engine stores float32: a value beyond float32's range would become inf there
+    with np.errstate(over="ignore"):
+        a32 = a.astype(np.float32)
+    return np.where(np.isfinite(a) & ~np.isfinite(a32), np.inf, a).astype(np.float64)
 
 
 def checked_dispatch(out, order_idx: np.ndarray, capacity: np.ndarray, label: str):

@@ -98,6 +98,8 @@ class Fleet:
         self.series = np.zeros((self.weather.shape[0], len(SERIES_COLUMNS)), dtype=np.float32)
         self.active_ids = np.zeros(0, dtype=np.int64)
         self.n_offers = 0
+        # couriers still finishing yesterday's orders after midnight: their logging off is not today's
+        self._carry_mask = np.zeros(w, dtype=np.bool_)
         self.view = FleetView(
             key=self.dispatch_key, n_workers=w, max_batch=fs.max_batch, geography=fs.geography,
             handling_minutes=fs.handling_minutes, prep_minutes_mean=fs.prep_minutes_mean,
@@ -125,8 +127,13 @@ class Fleet:
         )  # fmt: skip
 
     def _refresh_view(self, fstep: int, tick: int, t0: float, capacity: np.ndarray, n_open: int) -> None:
-        """Set what changes between dispatch rounds: the clock, capacities, queue tails and the orders so far."""
-        w, o, n = self.workers, self.orders, self.orders.n
+        """Set what changes between dispatch rounds: the clock, capacities, queue tails and the orders so far.
+
+        Orders are stored in order of creation (market orders are sorted when added), so the orders
+        created before ``t0`` are a prefix; the view shows only those.
+        """
+        w, o = self.workers, self.orders
+        n = int(np.searchsorted(o.created[: o.n], t0, side="left")) if self.settings.orders == "market" else o.n
         has_q = w.queue_len > 0
         if has_q.any():
             last = w.queue[np.arange(w.n_workers), np.maximum(w.queue_len.astype(np.int64) - 1, 0)]
@@ -160,7 +167,7 @@ class Fleet:
         o.worker[sl] = -1
         o.last_decliner[sl] = -1
         o.user_idx[sl] = -1 if user_idx is None else user_idx
-        for c in ("assigned_at", "picked_at", "done_at"):
+        for c in ("assigned_at", "picked_at", "started_at", "done_at"):
             o.cols[c][sl] = np.nan
         o.deadline_minutes[sl] = np.nan
         step_idx = np.minimum((o.created[sl] / self.dt).astype(np.int64), self.weather.size - 1)
@@ -195,6 +202,9 @@ class Fleet:
         fs, c = self.settings, self.city
         keep = uniform_np(self.key, tick, user_idx, Purpose.DELIVERY) < fs.delivery_share
         user_idx, product_idx = user_idx[keep], product_idx[keep]
+        created_u = uniform_np(self.key, tick, user_idx, Purpose.ORDER_MINUTE)
+        order = np.lexsort((user_idx, created_u))  # ids in order of creation: first come, first offered
+        user_idx, product_idx = user_idx[order], product_idx[order]
         count = int(user_idx.size)
         if count == 0:
             return
@@ -203,7 +213,7 @@ class Fleet:
         sl = slice(first, first + count)
         t0 = tick * tick_minutes
         m = (product_idx.astype(np.int64) % c.merchant_x.size).astype(np.int32)
-        created = t0 + tick_minutes * uniform_np(self.key, tick, user_idx, Purpose.ORDER_MINUTE)
+        created = t0 + tick_minutes * created_u[order]
         prep_u = uniform_np(self.key, tick, user_idx, Purpose.ORDER_PREP)
         prep = c.merchant_prep_minutes[m].astype(np.float64) * (0.5 - 0.5 * np.log1p(-prep_u))
         o.created[sl] = created
@@ -225,7 +235,7 @@ class Fleet:
 
     # -- the phase -----------------------------------------------------------------------
     def _access(self, t0: float) -> None:
-        if not hasattr(self.dispatcher, "access"):
+        if not callable(getattr(self.dispatcher, "access", None)):
             return
         w = self.workers
         idx = np.flatnonzero((w.state != W_OFFLINE) & (w.state != W_BREAK) & ~w.finishing_mask & (w.pause_pending == 0))
@@ -233,6 +243,7 @@ class Fleet:
             return
         ro = _readonly(idx)
         minutes = checked_access(self._call("access", ro, self.view), idx.size, self.label)
+        minutes[minutes >= 1440.0 - t0 % 1440.0] = np.inf  # a pause past midnight stops the courier for the day
         stop = idx[np.isinf(minutes)]
         w.finishing_mask[stop] = True
         w.done_today_mask[stop] = True
@@ -270,6 +281,7 @@ class Fleet:
             act = self.active_ids
             status = o.status[act]
             open_ids = act[(status == O_OPEN) & (o.created[act] < t0)]
+            open_ids = open_ids[np.lexsort((open_ids, o.created[open_ids]))]  # oldest first
             expired = open_ids[t0 - o.created[open_ids] >= patience]
             if expired.size:
                 o.status[expired] = O_CANCELLED
@@ -279,6 +291,10 @@ class Fleet:
             if open_ids.size:
                 self._dispatch(fstep, t0, open_ids)
             K.worker_step(t0, self.dt, t0 % 1440.0, weather, self.params, *K.worker_step_arrays(w, o))
+            if self._carry_mask.any():
+                gone = self._carry_mask & (w.state == W_OFFLINE)
+                w.done_today_mask[gone] = False  # finished yesterday's box: today is still to come
+                self._carry_mask &= ~gone
             if fs.orders == "profile":
                 self._profile_orders(fstep, t0, weather)
             o = self.orders
@@ -307,7 +323,8 @@ class Fleet:
             late_minutes=_readonly(o.late_minutes[fin].copy()), penalty=_readonly(o.penalty[fin].copy()),
             pay=_readonly(o.pay[fin].copy()),
         )  # fmt: skip
-        self._refresh_view(self.view.step, self.view.tick, self.view.minute, self._capacity(), 0)
+        end = (self.view.tick + 1) * self.steps_per_tick
+        self._refresh_view(end - 1, self.view.tick, end * self.dt, self._capacity(), 0)
         self._call("fit", self.view, log)
 
     def end_of_day(self, day: int) -> None:
@@ -315,9 +332,10 @@ class Fleet:
         w, ws = self.workers, self.settings.workers
         # a day worked is a day with order-taking: finishing yesterday's last orders after midnight is not one
         worked = w.day_stats[:, WD["order_taking_minutes"]] > 0
-        if hasattr(self.dispatcher, "settle"):
+        if callable(getattr(self.dispatcher, "settle", None)):
             idx = np.flatnonzero(w.day_stats[:, WD["online_minutes"]] > 0)
-            self._refresh_view(self.view.step, self.view.tick, self.view.minute, self._capacity(), 0)
+            end = (day + 1) * 1440.0  # midnight
+            self._refresh_view(int(end / self.dt) - 1, self.view.tick, end, self._capacity(), 0)
             top = checked_settle(self._call("settle", _readonly(idx), self.view), idx.size, self.label)
             w.day_stats[idx, WD["top_up"]] += top.astype(np.float32)
             w.net_today[idx] += top.astype(np.float32)
@@ -334,6 +352,7 @@ class Fleet:
             ids = np.arange(w.n_workers)
             rest = planned | (uniform_np(self.key, day, ids, Purpose.WORKER_REST) < RANDOM_DAY_OFF)
         w.rest_today_mask[:] = rest
+        self._carry_mask = (w.state != W_OFFLINE) & w.finishing_mask
         w.day_stats[:] = 0.0
         w.online_today[:] = 0.0
         w.net_today[:] = 0.0

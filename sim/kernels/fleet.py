@@ -18,9 +18,11 @@ The model (time in minutes, distance in km, Manhattan distances):
   mean ``prep``) and the arrival time within the step are keyed on the order id,
   so every dispatcher faces the same orders;
 - riding: a courier rides at ``speed x weather x (1 - fatigue_slowdown x fatigue)``;
-  minutes lost to weather (``(1 - weather)`` of each minute ridden) and minutes
-  waited at the merchant past the platform's estimate are the order's
-  *uncontrollable* delay;
+  the order's *uncontrollable* delay (not the courier's doing) is the minutes
+  before the courier could start it (waiting for a courier, then for the
+  orders ahead in the box: ``started_at - created``), minutes lost to weather
+  (``(1 - weather)`` of each minute ridden) and minutes waited at the merchant
+  past the platform's estimate;
 - service: orders in a courier's queue are served one after another (ride to
   the merchant, wait until ready, hand over ``handling`` minutes, ride to the
   customer, hand over); without geography a courier serves its order for an
@@ -157,7 +159,7 @@ def worker_step_arrays(w, o) -> tuple:
         w.done_today_mask, w.rest_today_mask, w.day_stats,
         c["created"], c["ready"], c["ready_hat"], c["pickup_x"], c["pickup_y"], c["drop_x"], c["drop_y"],
         c["service_minutes"], c["deadline_minutes"], c["pay"], c["late_penalty"], c["excuse_mask"], c["status"],
-        c["picked_at"], c["done_at"], c["penalty"], c["late_minutes"], c["uncontrollable_minutes"],
+        c["picked_at"], c["started_at"], c["done_at"], c["penalty"], c["late_minutes"], c["uncontrollable_minutes"],
     )  # fmt: skip
 
 
@@ -168,7 +170,7 @@ def offer_arrays(w, o) -> tuple:
         w.x, w.y, w.true_speed_kmh, w.true_reservation_rate, w.state, w.queue, w.queue_len, w.activity_left,
         w.online_today, w.stretch_minutes, w.day_stats,
         c["pickup_x"], c["pickup_y"], c["drop_x"], c["drop_y"], c["trip_km"], c["service_minutes"], c["status"],
-        c["worker"], c["assigned_at"], c["picked_at"], c["deadline_minutes"], c["pay"], c["late_penalty"],
+        c["worker"], c["assigned_at"], c["picked_at"], c["started_at"], c["deadline_minutes"], c["pay"], c["late_penalty"],
         c["excuse_mask"], c["route_km"], c["pickup_km"], c["declines"], c["last_decliner"],
     )  # fmt: skip
 
@@ -252,12 +254,15 @@ def make_orders(key, first_id, t0, span, geography, radius, city, service_mean, 
 
 
 @nb.njit(cache=True)
-def _deliver(i, o, t, day_stats, w_net, o_created, o_deadline, o_pay, o_late_pen, o_excuse, o_status, o_done_at,
-             o_penalty, o_late, o_unc):  # fmt: skip
+def _deliver(i, o, t, day_stats, w_net, o_created, o_started, o_deadline, o_pay, o_late_pen, o_excuse, o_status,
+             o_done_at, o_penalty, o_late, o_unc):  # fmt: skip
     o_status[o] = O_DELIVERED
     o_done_at[o] = t
     late = max(0.0, t - (o_created[o] + o_deadline[o]))
-    unc = o_unc[o]
+    # not the courier's doing: weather, the merchant's delay, and the wait before the courier could start the
+    # order (for a courier to be assigned, and for the orders ahead in the box)
+    unc = o_unc[o] + (o_started[o] - o_created[o])
+    o_unc[o] = unc
     excused = unc if o_excuse[o] else 0.0
     penalised = max(0.0, late - excused)
     pen = min(float(o_pay[o]), float(o_late_pen[o]) * penalised)
@@ -280,7 +285,7 @@ def worker_step(t0, dt, minute_of_day, weather, P,
                 w_state, w_queue, w_qlen, w_activity, w_break_left, w_pause_pending,
                 w_online, w_stretch, w_pause, w_fatigue, w_net, w_finishing, w_done, w_rest, day_stats,
                 o_created, o_ready, o_ready_hat, o_px, o_py, o_dx, o_dy, o_service, o_deadline, o_pay, o_late_pen,
-                o_excuse, o_status, o_picked_at, o_done_at, o_penalty, o_late, o_unc):  # fmt: skip
+                o_excuse, o_status, o_picked_at, o_started, o_done_at, o_penalty, o_late, o_unc):  # fmt: skip
     """Advance every courier from ``t0`` to ``t0 + dt`` (see the module docstring).
 
     Parameters
@@ -425,8 +430,8 @@ def worker_step(t0, dt, minute_of_day, weather, P,
                 o_status[o] = O_PICKED
                 w_state[i] = W_TO_DROP
                 continue
-            _deliver(i, o, t, day_stats, w_net, o_created, o_deadline, o_pay, o_late_pen, o_excuse, o_status,
-                     o_done_at, o_penalty, o_late, o_unc)  # fmt: skip
+            _deliver(i, o, t, day_stats, w_net, o_created, o_started, o_deadline, o_pay, o_late_pen, o_excuse,
+                     o_status, o_done_at, o_penalty, o_late, o_unc)  # fmt: skip
             q = w_qlen[i]
             for k in range(q - 1):
                 w_queue[i, k] = w_queue[i, k + 1]
@@ -434,6 +439,7 @@ def worker_step(t0, dt, minute_of_day, weather, P,
             w_qlen[i] = q - 1
             if q - 1 > 0:
                 nxt = w_queue[i, 0]
+                o_started[nxt] = t
                 if geo:
                     w_state[i] = W_TO_PICKUP
                 else:
@@ -445,7 +451,7 @@ def worker_step(t0, dt, minute_of_day, weather, P,
                 w_state[i] = W_IDLE
         # accounting
         if online > 0.0:
-            if w_online[i] == 0.0:
+            if taking and day_stats[i, _W_TAKING] == 0.0:  # the day's fixed cost, at its first order-taking minute
                 day_stats[i, _W_COSTS] += P[P_DAILY_COST]
                 w_net[i] -= P[P_DAILY_COST]
             w_online[i] += online
@@ -474,7 +480,7 @@ def worker_step(t0, dt, minute_of_day, weather, P,
 def apply_offers(key, step, t, order_ids, worker_ids, deadline, pay, late_pen, excuse, P,
                  w_x, w_y, w_speed, w_reservation, w_state, w_queue, w_qlen, w_activity, w_online, w_stretch,
                  day_stats, o_px, o_py, o_dx, o_dy, o_trip, o_service, o_status, o_worker, o_assigned_at,
-                 o_picked_at, o_deadline, o_pay, o_late_pen, o_excuse, o_route, o_pickup_km, o_declines,
+                 o_picked_at, o_started, o_deadline, o_pay, o_late_pen, o_excuse, o_route, o_pickup_km, o_declines,
                  o_last_decliner, out_accepted):  # fmt: skip
     """Offer each order to its courier; the courier accepts or declines (sequential: offers share couriers).
 
@@ -541,6 +547,7 @@ def apply_offers(key, step, t, order_ids, worker_ids, deadline, pay, late_pen, e
         o_route[o] = pk + o_trip[o] if geo else 0.0
         o_pickup_km[o] = pk if geo else 0.0
         if w_state[i] == W_IDLE:
+            o_started[o] = t
             if geo:
                 w_state[i] = W_TO_PICKUP
             else:

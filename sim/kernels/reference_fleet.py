@@ -218,13 +218,14 @@ def make_orders(key, first_id, t0, span, geography, radius, city, service_mean, 
 # -- couriers ------------------------------------------------------------------------------
 
 
-def _deliver(i, o, t, day_stats, w_net, o_created, o_deadline, o_pay, o_late_pen, o_excuse, o_status, o_done_at,
-             o_penalty, o_late, o_unc):  # fmt: skip
+def _deliver(i, o, t, day_stats, w_net, o_created, o_started, o_deadline, o_pay, o_late_pen, o_excuse, o_status,
+             o_done_at, o_penalty, o_late, o_unc):  # fmt: skip
     """Deliver order ``o`` at ``t``: its lateness, penalty, and courier ``i``'s pay and counters."""
     o_status[o] = O_DELIVERED
     o_done_at[o] = t
     late = max(0.0, t - (float(o_created[o]) + float(o_deadline[o])))
-    unc = float(o_unc[o])
+    unc = float(o_unc[o]) + (float(o_started[o]) - float(o_created[o]))
+    o_unc[o] = unc
     excused = unc if o_excuse[o] else 0.0
     penalised = max(0.0, late - excused)
     pay = float(o_pay[o])
@@ -246,7 +247,7 @@ def worker_step(t0, dt, minute_of_day, weather, P,
                 w_state, w_queue, w_qlen, w_activity, w_break_left, w_pause_pending,
                 w_online, w_stretch, w_pause, w_fatigue, w_net, w_finishing, w_done, w_rest, day_stats,
                 o_created, o_ready, o_ready_hat, o_px, o_py, o_dx, o_dy, o_service, o_deadline, o_pay, o_late_pen,
-                o_excuse, o_status, o_picked_at, o_done_at, o_penalty, o_late, o_unc):  # fmt: skip
+                o_excuse, o_status, o_picked_at, o_started, o_done_at, o_penalty, o_late, o_unc):  # fmt: skip
     """Twin of :func:`sim.kernels.fleet.worker_step`: advance every courier from ``t0`` to ``t0 + dt``.
 
     An offline courier rests (pause, fatigue recovery) and logs on at their start minute. An online
@@ -391,8 +392,8 @@ def worker_step(t0, dt, minute_of_day, weather, P,
                 o_status[o] = O_PICKED
                 w_state[i] = W_TO_DROP
                 continue
-            _deliver(i, o, t, day_stats, w_net, o_created, o_deadline, o_pay, o_late_pen, o_excuse, o_status,
-                     o_done_at, o_penalty, o_late, o_unc)  # fmt: skip
+            _deliver(i, o, t, day_stats, w_net, o_created, o_started, o_deadline, o_pay, o_late_pen, o_excuse,
+                     o_status, o_done_at, o_penalty, o_late, o_unc)  # fmt: skip
             q = int(w_qlen[i])
             for k in range(q - 1):
                 w_queue[i, k] = w_queue[i, k + 1]
@@ -400,6 +401,7 @@ def worker_step(t0, dt, minute_of_day, weather, P,
             w_qlen[i] = q - 1
             if q - 1 > 0:
                 nxt = int(w_queue[i, 0])
+                o_started[nxt] = t
                 if geo:
                     w_state[i] = W_TO_PICKUP
                 else:
@@ -411,7 +413,7 @@ def worker_step(t0, dt, minute_of_day, weather, P,
                 w_state[i] = W_IDLE
         # accounting
         if online > 0.0:
-            if float(w_online[i]) == 0.0:
+            if taking and float(day_stats[i, _W_TAKING]) == 0.0:
                 _add(day_stats, (i, _W_COSTS), daily_cost)
                 w_net[i] = float(w_net[i]) - daily_cost
             _add(w_online, i, online)
@@ -442,7 +444,7 @@ def worker_step(t0, dt, minute_of_day, weather, P,
 def apply_offers(key, step, t, order_ids, worker_ids, deadline, pay, late_pen, excuse, P,
                  w_x, w_y, w_speed, w_reservation, w_state, w_queue, w_qlen, w_activity, w_online, w_stretch,
                  day_stats, o_px, o_py, o_dx, o_dy, o_trip, o_service, o_status, o_worker, o_assigned_at,
-                 o_picked_at, o_deadline, o_pay, o_late_pen, o_excuse, o_route, o_pickup_km, o_declines,
+                 o_picked_at, o_started, o_deadline, o_pay, o_late_pen, o_excuse, o_route, o_pickup_km, o_declines,
                  o_last_decliner, out_accepted):  # fmt: skip
     """Twin of :func:`sim.kernels.fleet.apply_offers`: offer each order to its courier, in order.
 
@@ -513,6 +515,7 @@ def apply_offers(key, step, t, order_ids, worker_ids, deadline, pay, late_pen, e
         o_route[o] = pk + o_trip[o] if geo else 0.0
         o_pickup_km[o] = pk if geo else 0.0
         if w_state[i] == W_IDLE:
+            o_started[o] = t
             if geo:
                 w_state[i] = W_TO_PICKUP
             else:
