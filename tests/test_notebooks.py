@@ -16,6 +16,7 @@ EXPECTED = {
     "02_audit_your_recommender",
     "03_policy_experiment",
     "04_pricing_audit",
+    "05_dispatch_audit",
 }
 
 # Read by the notebooks' first code cell; the kernel inherits the test's environment.
@@ -25,10 +26,11 @@ SMALL = {
     "RECAUDIT_NB_REPS": "2",
     "RECAUDIT_NB_SAMPLES": "1",  # points per uncertainty axis of the sweep (03)
     "RECAUDIT_NB_WORKERS": "1",  # in the kernel: spawning workers costs more than it saves at this size
+    "RECAUDIT_NB_COURIER_SCALE": "0.1",  # the rider scenarios' fleets (05)
 }
 
 # Figures each notebook must draw inline (a module that switches matplotlib to Agg on import would stop them).
-MIN_FIGURES = {"01_quickstart": 1, "03_policy_experiment": 1, "04_pricing_audit": 1}
+MIN_FIGURES = {"01_quickstart": 1, "03_policy_experiment": 1, "04_pricing_audit": 1, "05_dispatch_audit": 1}
 
 
 @pytest.fixture(scope="module")
