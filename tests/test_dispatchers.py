@@ -320,3 +320,42 @@ def test_couriers_finishing_after_midnight_still_work_the_next_day():
     assert carried.any()  # some couriers did finish yesterday's box after midnight
     lost = carried & ~f.rest_planned  # ...and then did not work the day they had not planned to rest
     assert lost.sum() == 0, np.argwhere(lost)[:5]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), m=st.integers(1, 400), n=st.integers(0, 40), k=st.integers(1, 8),
+       lattice=st.booleans())  # fmt: skip
+def test_grid_nearest_matches_brute_force(seed, m, n, k, lattice):
+    from sim.kernels import dispatch as D
+    from sim.kernels import reference_dispatch as R
+
+    rng = np.random.default_rng(seed)
+    size = 10.0
+    draw = (lambda s: np.round(rng.uniform(0, size, s))) if lattice else (lambda s: rng.uniform(0, size, s))
+    px, py, qx, qy = draw(m), draw(m), draw(n), draw(n)  # on a lattice: many ties in distance
+    k = min(k, m)
+    cell, g = D.grid_shape(m, size)
+    got = np.empty((n, k), dtype=np.int64), np.empty((n, k))
+    want = np.empty((n, k), dtype=np.int64), np.empty((n, k))
+    D.nearest_candidates(qx, qy, px, py, k, cell, g, *got)
+    R.nearest_candidates(qx, qy, px, py, k, cell, g, *want)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_grid_nearest_is_the_same_on_one_and_two_threads():
+    from kernel_checks import threads
+
+    from sim.kernels import dispatch as D
+
+    rng = np.random.default_rng(4)
+    px, py, qx, qy = (rng.uniform(0, 30, s) for s in (50_000, 50_000, 3_000, 3_000))
+    cell, g = D.grid_shape(px.size, 30.0)
+    outs = []
+    for t in (1, 2):
+        out = np.empty((qx.size, 8), dtype=np.int64), np.empty((qx.size, 8))
+        with threads(t):
+            D.nearest_candidates(qx, qy, px, py, 8, cell, g, *out)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])

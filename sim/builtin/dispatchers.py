@@ -38,10 +38,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from sim.fleet.view import BaseDispatcher, DeliveryLog, Dispatch, FleetView
-from sim.kernels.dispatch import greedy_assign
+from sim.kernels.dispatch import greedy_assign, grid_shape, nearest_candidates
 from sim.kernels.fleet import DAY_LIMIT_MINUTES, STRETCH_LIMIT_MINUTES
 
 __all__ = [
@@ -103,11 +102,14 @@ def _assign(order_idx: np.ndarray, view: FleetView, capacity: np.ndarray, score=
         cand = np.broadcast_to(elig[:k], (n, k)).astype(np.int64)
         dist = np.zeros((n, k))
     else:
-        pts = np.column_stack([view.worker_tail_x[elig], view.worker_tail_y[elig]]).astype(np.float64)
         k = min(_K_NEAREST, elig.size)
-        q = np.column_stack([view.order_pickup_x[order_idx], view.order_pickup_y[order_idx]]).astype(np.float64)
-        dist, pos = cKDTree(pts).query(q, k=k, p=1)
-        dist, cand = dist.reshape(n, k), elig[pos.reshape(n, k)].astype(np.int64)
+        cell, g = grid_shape(elig.size, view.city_km)
+        pos, dist = np.empty((n, k), dtype=np.int64), np.empty((n, k))
+        nearest_candidates(view.order_pickup_x[order_idx].astype(np.float64),
+                           view.order_pickup_y[order_idx].astype(np.float64),
+                           view.worker_tail_x[elig].astype(np.float64), view.worker_tail_y[elig].astype(np.float64),
+                           k, cell, g, pos, dist)  # fmt: skip
+        cand = elig[pos]
     score_arr = np.zeros(capacity.shape[0]) if score is None else np.ascontiguousarray(score, dtype=np.float64)
     greedy_assign(np.ascontiguousarray(cand), np.ascontiguousarray(dist), cap, decliner, score_arr, float(window),
                   out, pickup_km)  # fmt: skip

@@ -203,7 +203,7 @@ def poisson_count(key, step, lam):
     return total
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True)  # a few orders a step: one thread (waking others costs more than it saves)
 def make_orders(key, first_id, t0, span, geography, radius, city, service_mean, m_x, m_y, m_prep,
                 o_created, o_ready, o_ready_hat, o_merchant, o_px, o_py, o_dx, o_dy, o_trip, o_service):  # fmt: skip
     """Fill the columns of new orders ``first_id ..`` (as many as ``o_created`` has rows).
@@ -226,7 +226,7 @@ def make_orders(key, first_id, t0, span, geography, radius, city, service_mean, 
     """
     n = o_created.shape[0]
     n_m = m_x.shape[0]
-    for j in nb.prange(n):
+    for j in range(n):
         oid = first_id + j
         created = t0 + span * uniform(key, 0, oid, _P_MINUTE)
         m = min(int(uniform(key, 0, oid, _P_MERCHANT) * n_m), n_m - 1)

@@ -2,12 +2,30 @@
 
 Public objects
 --------------
-greedy_assign
+greedy_assign, nearest_candidates
 """
 
 from __future__ import annotations
 
-__all__ = ["greedy_assign"]
+import numpy as np
+
+__all__ = ["greedy_assign", "nearest_candidates"]
+
+
+def nearest_candidates(qx, qy, px, py, k, cell, g, out_idx, out_dist):
+    """Twin of :func:`sim.kernels.dispatch.nearest_candidates`: brute force over every point.
+
+    The ``k`` points nearest each query by Manhattan distance, ties broken by the lower index
+    (``cell`` and ``g`` are unused: the grid is only the kernel's way of finding them).
+    """
+    idx = np.arange(px.shape[0])
+    for j in range(qx.shape[0]):
+        d = np.abs(px - qx[j]) + np.abs(py - qy[j])
+        order = np.lexsort((idx, d))[:k]
+        out_idx[j, :] = -1
+        out_dist[j, :] = np.inf
+        out_idx[j, : order.size] = order
+        out_dist[j, : order.size] = d[order]
 
 
 def greedy_assign(cand, dist, capacity, decliner, score, window, out_worker, out_dist):
