@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from audits.inequality import gini
 from sim.fleet.state import O_DELIVERED
 from sim.record import RunRecord
 
@@ -119,15 +120,6 @@ def order_deadline_stats(rec: RunRecord) -> dict[str, np.ndarray]:
         # to 0.01 km/h: deadlines are float32, and one set at exactly 15 km/h must read back as 15
         speed = np.round(np.minimum(np.nan_to_num(speed, nan=np.inf), NO_TIME_KMH), 2)
     return dict(worker=worker, duration=duration, deadline=deadline, percentile=pct, implied_speed=speed)
-
-
-def _gini(x: np.ndarray) -> float:
-    x = np.sort(np.asarray(x, dtype=np.float64))
-    if x.size == 0 or x.sum() <= 0:
-        return float("nan")
-    x = np.maximum(x, 0.0)
-    n = x.size
-    return float((2.0 * np.arange(1, n + 1) - n - 1).dot(x) / (n * x.sum()))
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -227,7 +219,7 @@ def fleet_estimators(t: RunRecord, cd: RunRecord, Estimator) -> dict:
     def gini_stat(idx):
         h = hours_w[idx]
         ok = h >= 5.0
-        return _gini(net_w[idx][ok] / h[ok]) if ok.sum() >= 2 else float("nan")
+        return gini(net_w[idx][ok] / h[ok]) if ok.sum() >= 2 else float("nan")
 
     def pay_change(idx):
         a, b = hours_w[idx].sum(), hours_wc[idx].sum()

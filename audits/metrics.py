@@ -26,6 +26,7 @@ import numpy as np
 
 from audits.catalogue import Catalogue
 from audits.fleet_metrics import fleet_estimators
+from audits.inequality import gini
 from audits.market_metrics import market_estimators
 from sim.record import RunRecord
 
@@ -182,6 +183,13 @@ def build_estimators(
     pair_ok = watched & watched[partner]
     jac = _minhash_jaccard(t.minhash, partner) - _minhash_jaccard(c.minhash, partner)
     est[("homogenisation_increase", "all")] = Estimator(pair_ok, mean_of(jac))
+
+    # Concentration of attention across creators (a societal measure): Gini of minutes by creator. It is a
+    # statistic of the whole run, so its interval comes from replications only (one replication: none).
+    gini_t, gini_c = gini(t.creator_minutes), gini(c.creator_minutes)
+    watchers = t.day_column("views").sum(axis=0) > 0
+    est[("creator_attention_gini", "all")] = Estimator(watchers, lambda idx: gini_t)
+    est[("creator_gini_increase", "all")] = Estimator(watchers, lambda idx: gini_t - gini_c)
     est.update(market_estimators(t, c, pricer_counterfactual or c, catalogue, masks, Estimator))
     est.update(fleet_estimators(t, dispatcher_counterfactual or c, Estimator))
     return est

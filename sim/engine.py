@@ -50,6 +50,7 @@ from sim.state import (
     category_centroids,
     make_items,
     make_users,
+    n_creators,
     replace_items,
 )
 
@@ -146,6 +147,7 @@ class FeedWorld:
         self.user_days = np.zeros((n_days, n, L.N_DAY), dtype=np.float32)
         self.feed_days = np.full((n_days, n, 2), np.nan, dtype=np.float32)  # entropy, top1 share
         self.hourly_minutes = np.zeros((3, 24), dtype=np.float64)
+        self.creator_minutes = np.zeros(n_creators(sc), dtype=np.float64)  # attention by creator over the run
         self.tick = 0
         self.substeps = 0
         self.agent_steps = 0
@@ -297,6 +299,9 @@ class FeedWorld:
                 logs_step.append(np.full(int(watched.sum()), step, dtype=np.int64))
                 self.hourly_minutes[:, hour] += np.bincount(
                     u.cohort[active[watched]], weights=out_min[watched], minlength=3
+                )
+                self.creator_minutes += np.bincount(
+                    it.creator[out_item[watched]], weights=out_min[watched], minlength=self.creator_minutes.size
                 )
             self.agent_steps += n_act
             active = active[u.in_session_mask[active] & (u.time_left[active] > 0)]

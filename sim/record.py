@@ -230,6 +230,8 @@ class RunRecord:
         The market part, when the scenario has a ``market`` table.
     fleet : FleetRecord or None
         The fleet part, when the scenario has a ``fleet`` table.
+    creator_minutes : float64 (n_creators,)
+        Minutes watched of each creator's items over the run (attention by creator).
     """
 
     scenario: Scenario
@@ -251,6 +253,7 @@ class RunRecord:
     agent_steps: int = 0
     market: MarketRecord | None = None
     fleet: FleetRecord | None = None
+    creator_minutes: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -279,6 +282,7 @@ class RunRecord:
             agent_steps=world.agent_steps,
             market=MarketRecord.from_market(world.market) if world.market is not None else None,
             fleet=FleetRecord.from_fleet(world.fleet) if world.fleet is not None else None,
+            creator_minutes=world.creator_minutes.copy(),
         )
 
     @property

@@ -34,6 +34,7 @@ __all__ = [
     "Users",
     "make_items",
     "make_users",
+    "n_creators",
     "replace_items",
 ]
 
@@ -253,7 +254,7 @@ def _draw_item_fields(sc: Scenario, centroids: np.ndarray, rng: np.random.Genera
     hook = rng.exponential(cat.hook_mean, m) + cat.harmful_hook_bonus * harmful
     quality = rng.normal(0.0, 0.3, m)
     length = rng.lognormal(np.log(cat.mean_item_minutes) - 0.18, 0.6, m)
-    creator = rng.integers(0, max(1, cat.n_items // 20), size=m).astype(np.int32)
+    creator = rng.integers(0, n_creators(sc), size=m).astype(np.int32)
     return dict(
         embedding=emb,
         category=category,
@@ -263,6 +264,11 @@ def _draw_item_fields(sc: Scenario, centroids: np.ndarray, rng: np.random.Genera
         true_quality=quality.astype(np.float32),
         true_hook=hook.astype(np.float32),
     )
+
+
+def n_creators(sc: Scenario) -> int:
+    """Return the number of creators whose items fill the catalogue: one per 20 item slots (modelling choice)."""
+    return max(1, sc.catalogue.n_items // 20)
 
 
 def make_items(sc: Scenario, centroids: np.ndarray, rng: np.random.Generator) -> Items:
