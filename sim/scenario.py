@@ -378,6 +378,11 @@ class WorkerSettings(_Settings):
         Vehicle cost per km ridden (yuan: electricity, wear, battery rental share).
     daily_cost : float
         Fixed cost of a day worked (yuan: phone data, insurance, battery swap plan).
+    surge_response_premium : float
+        Median premium of the platform's current pay per hour over its recent average (a one-day
+        exponential average) at which an offline courier logs on before their start hour (from 06:00);
+        log-normal across couriers (sd 0.5 in logs). Drivers' supply responds to surge pay (Chen &
+        Sheldon, "Dynamic pricing in a labor market", 2016); the size here is a modelling choice.
     fatigue_half_life_hours : float
         Fatigue builds toward 1 with continuous work at this half-life and
         halves over the same time at rest; it slows riding by up to
@@ -404,6 +409,7 @@ class WorkerSettings(_Settings):
     break_minutes: Annotated[float, Field(ge=0.0, le=240.0)] = 30.0
     cost_per_km: NonNegFloat = 0.12
     daily_cost: NonNegFloat = 8.0
+    surge_response_premium: PosFloat = 0.3
     fatigue_half_life_hours: PosFloat = 3.0
     fatigue_slowdown: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.15
 

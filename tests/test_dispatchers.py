@@ -359,3 +359,22 @@ def test_grid_nearest_is_the_same_on_one_and_two_threads():
         outs.append(out)
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
     np.testing.assert_array_equal(outs[0][1], outs[1][1])
+
+
+def test_surge_pay_brings_offline_couriers_online_early():
+    # the same fleet under surge pay, with couriers who answer a surge and with couriers who never do
+    def early_courier_steps(premium):
+        from sim.engine import FeedWorld
+
+        sc = _fleet_scenario(kind="surge", days=2, n_workers=80, orders=2400.0,
+                             workers={"surge_response_premium": premium})  # fmt: skip
+        world, count = FeedWorld(sc), 0
+        while world.tick < world.n_ticks:
+            world.step()
+            w = world.fleet.workers
+            minute = (world.tick * sc.clock.tick_minutes) % 1440
+            count += int(((w.state != 0) & (minute < w.true_start_minute)).sum())
+        return count
+
+    assert early_courier_steps(0.01) > 0
+    assert early_courier_steps(1e6) == 0  # nobody answers: everyone starts at their start hour

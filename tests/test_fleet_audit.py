@@ -41,7 +41,7 @@ def strict_result():
 
 @pytest.fixture(scope="module")
 def fair_result():
-    return run_audit(scenario_from_dict(_shipped("rider_fair")))
+    return run_audit(scenario_from_dict(_shipped("rider_fair", reps=3)))
 
 
 def test_strict_dispatch_fails_art20(strict_result):

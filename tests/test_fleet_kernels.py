@@ -185,8 +185,8 @@ def test_kernels_match_twins_in_a_running_world(case, monkeypatch):
 
 @pytest.fixture(scope="module")
 def noon():
-    """The strict world at 12:00: (fleet, workers, orders) with busy couriers."""
-    world = FeedWorld(_scenario())
+    """The strict world at 12:00: (fleet, workers, orders) with busy couriers and a queue of open orders."""
+    world = FeedWorld(_scenario(orders_per_day=7000))
     while world.tick * world.scenario.clock.tick_minutes < 12 * 60:
         world.step()
     f = world.fleet

@@ -147,6 +147,8 @@ class Workers:
         Consecutive working days after which the courier rests, if the streak paid enough.
     true_break_after_minutes : float32 (w,)
         Continuous minutes after which a courier on schedule takes a break.
+    true_surge_premium : float32 (w,)
+        Premium of current over recent pay per hour that brings the courier online before their start.
     state : int8 (w,)
         One of ``WORKER_STATES``.
     queue : int32 (w, B)
@@ -183,6 +185,7 @@ class Workers:
     true_reservation_rate: np.ndarray
     true_rest_streak: np.ndarray
     true_break_after_minutes: np.ndarray
+    true_surge_premium: np.ndarray
     state: np.ndarray
     queue: np.ndarray
     queue_len: np.ndarray
@@ -226,6 +229,7 @@ def make_workers(sc: Scenario, city: City, rng: np.random.Generator) -> Workers:
     reservation = (ws.reservation_pay_per_hour * rng.lognormal(0.0, 0.25, n)).astype(f4)
     streak = np.clip(np.rint(rng.normal(ws.rest_streak_days_mean, 1.0, n)), 1, 30).astype(np.int16)
     brk = (60.0 * np.clip(rng.normal(ws.break_after_hours_mean, 0.75, n), 0.5, 24.0)).astype(f4)
+    surge = (ws.surge_response_premium * rng.lognormal(0.0, 0.5, n)).astype(f4)
     always = fs.shifts == "always_on"
     # history before the run: how many days in a row each courier has already worked
     consecutive = rng.integers(0, np.maximum(streak.astype(np.int64), 1)).astype(np.int16)
@@ -233,7 +237,7 @@ def make_workers(sc: Scenario, city: City, rng: np.random.Generator) -> Workers:
     return Workers(
         x=x, y=y, true_speed_kmh=speed, true_target_earnings=target, true_max_online_minutes=max_min,
         true_start_minute=start_min, true_reservation_rate=reservation, true_rest_streak=streak,
-        true_break_after_minutes=brk,
+        true_break_after_minutes=brk, true_surge_premium=surge,
         state=np.full(n, 1 if always else 0, dtype=np.int8),
         queue=np.full((n, fs.max_batch), -1, dtype=np.int32), queue_len=np.zeros(n, dtype=np.int8),
         activity_left=z.copy(), break_left=z.copy(), pause_pending=z.copy(), online_today=z.copy(),

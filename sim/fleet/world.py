@@ -8,6 +8,8 @@ key) and runs once per tick after the feed and the market, in steps of
    by their customers;
 2. access: the dispatcher's optional ``access`` may pause couriers or stop
    their orders for the day (a busy courier finishes its queue first);
+   (before it, offline couriers may log on early when pay per hour is well above its
+   recent average: a response to surge pay);
 3. dispatch: the dispatcher offers the open orders created before ``t``
    (oldest first) to couriers, with a deadline, pay and a lateness penalty;
    each courier accepts or declines (kernel ``apply_offers``);
@@ -55,6 +57,8 @@ __all__ = ["Fleet", "SERIES_COLUMNS"]
 
 SERIES_COLUMNS = ("in_system", "open", "online", "idle")  # sampled at the end of every fleet step
 RANDOM_DAY_OFF = 0.03  # chance a courier takes an unplanned day off (illness, errands): modelling choice
+EARLIEST_LOGON_MINUTE = 6 * 60.0  # couriers answer a surge before their start hour from 06:00 (modelling choice)
+PAY_REFERENCE_HALF_LIFE_TICKS = 96  # the recent average pay per hour couriers compare with: one day of 15-min ticks
 
 
 class Fleet:
@@ -100,6 +104,9 @@ class Fleet:
         self.n_offers = 0
         # couriers still finishing yesterday's orders after midnight: their logging off is not today's
         self._carry_mask = np.zeros(w, dtype=np.bool_)
+        # the pay per hour couriers see: this tick's accepted offers, and its recent average
+        self._pay_sum = self._pay_minutes = 0.0
+        self.pay_rate_now = self.pay_rate_ref = float("nan")
         self.view = FleetView(
             key=self.dispatch_key, n_workers=w, max_batch=fs.max_batch, geography=fs.geography,
             handling_minutes=fs.handling_minutes, prep_minutes_mean=fs.prep_minutes_mean,
@@ -255,6 +262,24 @@ class Fleet:
         w.pause_minutes[p_idx[idle]] = 0.0
         w.pause_pending[p_idx[~idle]] = p_min[~idle]
 
+    def _answer_surge(self, t0: float) -> None:
+        """Offline couriers log on before their start hour when pay per hour is well above its recent average.
+
+        A courier joins (taking orders from the next step) when the last tick's pay per hour exceeds the
+        one-day average by their ``true_surge_premium``, between 06:00 and their start minute, on a day they
+        neither rest nor have finished.
+        """
+        if self.settings.shifts == "always_on" or not (self.pay_rate_ref > 0):
+            return
+        w = self.workers
+        minute = t0 % 1440.0
+        if minute < EARLIEST_LOGON_MINUTE:
+            return
+        surge = self.pay_rate_now / self.pay_rate_ref - 1.0
+        join = ((w.state == W_OFFLINE) & ~w.done_today_mask & ~w.rest_today_mask & (minute < w.true_start_minute)
+                & (surge >= w.true_surge_premium))  # fmt: skip
+        w.state[join] = W_IDLE
+
     def _dispatch(self, fstep: int, t0: float, open_ids: np.ndarray) -> None:
         capacity = self._capacity()
         self._refresh_view(fstep, self.view.tick, t0, capacity, open_ids.size)
@@ -267,6 +292,15 @@ class Fleet:
         K.apply_offers(self.key, fstep, t0, oid, wid, deadline, pay, pen, excuse, self.params,
                        *K.offer_arrays(self.workers, self.orders), accepted)  # fmt: skip
         self.n_offers += int(oid.size)
+        # the pay per hour of the accepted offers (expected riding at the fleet's mean speed, two handovers)
+        fs, o = self.settings, self.orders
+        took = oid[accepted]
+        if took.size:
+            minutes = o.route_km[took].astype(np.float64) / fs.workers.speed_kmh_mean * 60.0 + 2.0 * fs.handling_minutes
+            if not fs.geography:
+                minutes = np.full(took.size, fs.service_minutes_mean)
+            self._pay_sum += float(o.pay[took].astype(np.float64).sum())
+            self._pay_minutes += float(minutes.sum())
 
     def step(self, tick: int) -> None:
         """Run the fleet's steps of one tick, then the dispatcher's ``fit``."""
@@ -287,6 +321,7 @@ class Fleet:
                 o.status[expired] = O_CANCELLED
                 o.done_at[expired] = o.created[expired] + patience
                 open_ids = open_ids[t0 - o.created[open_ids] < patience]
+            self._answer_surge(t0)  # before access: the platform's rules apply to couriers who just joined
             self._access(t0)
             if open_ids.size:
                 self._dispatch(fstep, t0, open_ids)
@@ -308,7 +343,16 @@ class Fleet:
             )  # fmt: skip
         self._fit()
 
+    def _update_pay_rates(self) -> None:
+        if self._pay_minutes > 0:
+            self.pay_rate_now = self._pay_sum / self._pay_minutes * 60.0
+            a = 0.5 ** (1.0 / PAY_REFERENCE_HALF_LIFE_TICKS)
+            ref = self.pay_rate_ref
+            self.pay_rate_ref = self.pay_rate_now if not ref > 0 else a * ref + (1.0 - a) * self.pay_rate_now
+        self._pay_sum = self._pay_minutes = 0.0
+
     def _fit(self) -> None:
+        self._update_pay_rates()
         o, act = self.orders, self.active_ids
         st = o.status[act]
         done = (st == O_DELIVERED) | (st == O_CANCELLED)
