@@ -560,10 +560,7 @@ def check_dispatcher(dispatcher, seed: int = 7, name: str | None = None) -> list
     passed.append("check_fit_returns_self")
 
     out = call("check_dispatch_output", "dispatch", a.dispatch, orders, view)
-    try:
-        checked_dispatch(out, orders, np.asarray(view.worker_capacity), label)
-    except PluginError as exc:
-        raise PluginError(f"{exc} (conformance check: check_dispatch_output)") from None
+    _in_check("check_dispatch_output", checked_dispatch, out, orders, np.asarray(view.worker_capacity), label)
     passed.append("check_dispatch_output")
 
     workers = _frozen(np.flatnonzero(np.asarray(view.worker_state) != 0).astype(np.int64))
@@ -587,31 +584,21 @@ def check_dispatcher(dispatcher, seed: int = 7, name: str | None = None) -> list
     passed.append("check_deterministic")
 
     empty = _frozen(np.zeros(0, dtype=np.int64))
-    try:
-        checked_dispatch(call("check_empty_batch", "dispatch", copy.deepcopy(a).dispatch, empty, view), empty,
-                         np.asarray(view.worker_capacity), label)  # fmt: skip
-    except PluginError as exc:
-        raise PluginError(f"{exc} (conformance check: check_empty_batch)") from None
+    out_e = call("check_empty_batch", "dispatch", copy.deepcopy(a).dispatch, empty, view)
+    _in_check("check_empty_batch", checked_dispatch, out_e, empty, np.asarray(view.worker_capacity), label)
     empty_log = type(log)(**{f: getattr(log, f)[:0] for f in log.__dataclass_fields__})
     c = copy.deepcopy(obj)
     if call("check_empty_batch", "fit", c.fit, view, empty_log) is not c:
         fail("check_empty_batch", "fit() of an empty log did not return self", "end fit() with 'return self'")
     passed.append("check_empty_batch")
 
-    if has_access:
-        try:
-            checked_access(call("check_access", "access", a.access, workers, view), workers.size, label)
-            checked_access(call("check_access", "access", a.access, empty, view), 0, label)
-        except PluginError as exc:
-            raise PluginError(f"{exc} (conformance check: check_access)") from None
-        passed.append("check_access")
-    if has_settle:
-        try:
-            checked_settle(call("check_settle", "settle", a.settle, workers, view), workers.size, label)
-            checked_settle(call("check_settle", "settle", a.settle, empty, view), 0, label)
-        except PluginError as exc:
-            raise PluginError(f"{exc} (conformance check: check_settle)") from None
-        passed.append("check_settle")
+    for present, check, meth, validate in ((has_access, "check_access", "access", checked_access),
+                                           (has_settle, "check_settle", "settle", checked_settle)):  # fmt: skip
+        if not present:
+            continue
+        for batch in (workers, empty):
+            _in_check(check, validate, call(check, meth, getattr(a, meth), batch, view), batch.size, label)
+        passed.append(check)
 
     try:
         view.true_target_earnings  # noqa: B018
@@ -626,13 +613,15 @@ def check_dispatcher(dispatcher, seed: int = 7, name: str | None = None) -> list
 def _delivery_log(fleet):
     """Return the orders finished so far as the :class:`sim.fleet.view.DeliveryLog` a ``fit`` receives."""
     from sim.fleet.state import O_CANCELLED, O_DELIVERED
-    from sim.fleet.view import DeliveryLog
+    from sim.fleet.world import delivery_log
 
     o, n = fleet.orders, fleet.orders.n
-    fin = np.flatnonzero((o.status[:n] == O_DELIVERED) | (o.status[:n] == O_CANCELLED)).astype(np.int64)
-    return DeliveryLog(
-        order_idx=_frozen(fin), worker_idx=_frozen(o.worker[fin]), delivered_mask=_frozen(o.status[fin] == O_DELIVERED),
-        duration_minutes=_frozen(o.done_at[fin] - o.created[fin]), deadline_minutes=_frozen(o.deadline_minutes[fin]),
-        route_km=_frozen(o.route_km[fin]), pickup_km=_frozen(o.pickup_km[fin]), trip_km=_frozen(o.trip_km[fin]),
-        late_minutes=_frozen(o.late_minutes[fin]), penalty=_frozen(o.penalty[fin]), pay=_frozen(o.pay[fin]),
-    )  # fmt: skip
+    return delivery_log(o, np.flatnonzero((o.status[:n] == O_DELIVERED) | (o.status[:n] == O_CANCELLED)))
+
+
+def _in_check(check: str, fn, *args):
+    """Run a protocol validator; a failure names the conformance check it came from."""
+    try:
+        return fn(*args)
+    except PluginError as exc:
+        raise PluginError(f"{exc} (conformance check: {check})") from None

@@ -144,6 +144,11 @@ class _PercentileDeadlines:
             a = float(ym - b * xm)
             self.coef_ = (a, b, float(np.percentile(y - (a + b * x), self.percentile)))
 
+    def fit(self, view: FleetView, log: DeliveryLog):
+        """Learn the distribution of delivery times."""
+        self._learn(log)
+        return self
+
     def _percentile_deadline(self, route_km: np.ndarray, fallback: np.ndarray) -> np.ndarray:
         if self.coef_ is None:
             return fallback
@@ -240,11 +245,6 @@ class Strict(_PercentileDeadlines, NearestIdle):
         eta = eta_minutes(order_idx, pickup_km, view, self.initial_speed_kmh)
         return self._percentile_deadline(pickup_km + view.order_trip_km[order_idx], eta)
 
-    def fit(self, view: FleetView, log: DeliveryLog):
-        """Learn the distribution of delivery times."""
-        self._learn(log)
-        return self
-
 
 class TakeMiddle(_PercentileDeadlines, NearestIdle):
     """Take the middle (算法取中): deadlines at or above the median of past delivery times, never faster than 15 km/h.
@@ -276,11 +276,6 @@ class TakeMiddle(_PercentileDeadlines, NearestIdle):
 
     def _excuse(self, n):
         return np.full(n, self.excuse_uncontrollable, dtype=np.bool_)
-
-    def fit(self, view: FleetView, log: DeliveryLog):
-        """Learn the distribution of delivery times."""
-        self._learn(log)
-        return self
 
 
 class Surge(NearestIdle):

@@ -53,7 +53,7 @@ from sim.platform import PluginError, _readonly
 from sim.rng import Purpose, hash4, spawn_generators, uniform_np
 from sim.scenario import Scenario
 
-__all__ = ["Fleet", "SERIES_COLUMNS"]
+__all__ = ["Fleet", "SERIES_COLUMNS", "delivery_log"]
 
 SERIES_COLUMNS = ("in_system", "open", "online", "idle")  # sampled at the end of every fleet step
 RANDOM_DAY_OFF = 0.03  # chance a courier takes an unplanned day off (illness, errands): modelling choice
@@ -116,10 +116,14 @@ class Fleet:
         self._refresh_view(0, 0, 0.0, np.zeros(w, dtype=np.int32), 0)
 
     # -- the view ------------------------------------------------------------------------
-    def _capacity(self) -> np.ndarray:
+    def _open_to_orders(self) -> np.ndarray:
+        """Couriers logged on, not on a break, not finishing and with no pause pending: bool (n_workers,)."""
         w = self.workers
-        offerable = (w.state != W_OFFLINE) & (w.state != W_BREAK) & ~w.finishing_mask & (w.pause_pending == 0)
-        return np.where(offerable, self.settings.max_batch - w.queue_len.astype(np.int32), 0).astype(np.int32)
+        return (w.state != W_OFFLINE) & (w.state != W_BREAK) & ~w.finishing_mask & (w.pause_pending == 0)
+
+    def _capacity(self) -> np.ndarray:
+        room = self.settings.max_batch - self.workers.queue_len.astype(np.int32)
+        return np.where(self._open_to_orders(), room, 0).astype(np.int32)
 
     def _static_view(self) -> None:
         """Set the view's courier arrays once: they are live arrays the engine updates in place."""
@@ -245,7 +249,7 @@ class Fleet:
         if not callable(getattr(self.dispatcher, "access", None)):
             return
         w = self.workers
-        idx = np.flatnonzero((w.state != W_OFFLINE) & (w.state != W_BREAK) & ~w.finishing_mask & (w.pause_pending == 0))
+        idx = np.flatnonzero(self._open_to_orders())
         if idx.size == 0:
             return
         ro = _readonly(idx)
@@ -296,11 +300,13 @@ class Fleet:
         fs, o = self.settings, self.orders
         took = oid[accepted]
         if took.size:
-            minutes = o.route_km[took].astype(np.float64) / fs.workers.speed_kmh_mean * 60.0 + 2.0 * fs.handling_minutes
-            if not fs.geography:
-                minutes = np.full(took.size, fs.service_minutes_mean)
+            if fs.geography:
+                per_order = o.route_km[took].astype(np.float64) / fs.workers.speed_kmh_mean * 60.0
+                minutes = (per_order + 2.0 * fs.handling_minutes).sum()
+            else:
+                minutes = fs.service_minutes_mean * took.size
             self._pay_sum += float(o.pay[took].astype(np.float64).sum())
-            self._pay_minutes += float(minutes.sum())
+            self._pay_minutes += float(minutes)
 
     def step(self, tick: int) -> None:
         """Run the fleet's steps of one tick, then the dispatcher's ``fit``."""
@@ -356,17 +362,8 @@ class Fleet:
         o, act = self.orders, self.active_ids
         st = o.status[act]
         done = (st == O_DELIVERED) | (st == O_CANCELLED)
-        fin = act[done]
+        log = delivery_log(o, act[done])
         self.active_ids = act[~done]
-        log = DeliveryLog(
-            order_idx=_readonly(fin.copy()), worker_idx=_readonly(o.worker[fin].copy()),
-            delivered_mask=_readonly(o.status[fin] == O_DELIVERED),
-            duration_minutes=_readonly(o.done_at[fin] - o.created[fin]),
-            deadline_minutes=_readonly(o.deadline_minutes[fin].copy()), route_km=_readonly(o.route_km[fin].copy()),
-            pickup_km=_readonly(o.pickup_km[fin].copy()), trip_km=_readonly(o.trip_km[fin].copy()),
-            late_minutes=_readonly(o.late_minutes[fin].copy()), penalty=_readonly(o.penalty[fin].copy()),
-            pay=_readonly(o.pay[fin].copy()),
-        )  # fmt: skip
         end = (self.view.tick + 1) * self.steps_per_tick
         self._refresh_view(end - 1, self.view.tick, end * self.dt, self._capacity(), 0)
         self._call("fit", self.view, log)
@@ -405,3 +402,15 @@ class Fleet:
     def deliveries(self) -> dict[str, np.ndarray]:
         """Every order of the run so far, one array per column (copies)."""
         return self.orders.frame_columns()
+
+
+def delivery_log(orders: Orders, order_idx: np.ndarray) -> DeliveryLog:
+    """Return the :class:`DeliveryLog` of finished orders ``order_idx`` (read-only copies of their records)."""
+    o, fin = orders, np.asarray(order_idx, dtype=np.int64)
+    return DeliveryLog(
+        order_idx=_readonly(fin.copy()), worker_idx=_readonly(o.worker[fin]),
+        delivered_mask=_readonly(o.status[fin] == O_DELIVERED), duration_minutes=_readonly(o.done_at[fin] - o.created[fin]),
+        deadline_minutes=_readonly(o.deadline_minutes[fin]), route_km=_readonly(o.route_km[fin]),
+        pickup_km=_readonly(o.pickup_km[fin]), trip_km=_readonly(o.trip_km[fin]),
+        late_minutes=_readonly(o.late_minutes[fin]), penalty=_readonly(o.penalty[fin]), pay=_readonly(o.pay[fin]),
+    )  # fmt: skip
