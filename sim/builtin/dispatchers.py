@@ -337,7 +337,8 @@ class RestRespecting(TakeMiddle):
         step = view.step_minutes
         online = view.worker_online_minutes_today[worker_idx].astype(np.float64)
         stretch = view.worker_stretch_minutes[worker_idx].astype(np.float64)
-        seventh = (view.worker_consecutive_days[worker_idx] >= self.max_consecutive_days) & (online == 0)
+        # a rest day is the whole day: also for a courier who finished yesterday's box after midnight
+        seventh = view.worker_consecutive_days[worker_idx] >= self.max_consecutive_days
         out = np.zeros(worker_idx.shape[0])
         out[stretch + step > self.stretch_limit_minutes] = self.pause_minutes
         out[(online + step > self.daily_cap_minutes) | seventh] = math.inf
