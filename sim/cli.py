@@ -16,6 +16,10 @@ sweep SWEEP --out DIR
     tables, and a policy comparison by lever (policy.parquet, policy.png).
 sensitivity SWEEP --out DIR
     Run a ``design = "sobol"`` sweep and write Sobol indices (sobol.parquet, sobol.png).
+replay LOGS_DIR --scenario SCENARIO
+    Show logged slates (slates.parquet, items.parquet; schema in :mod:`sim.replay`) to
+    simulated users, and a counterfactual on the same requests; write findings.json,
+    report.html, replay_daily.parquet and manifest.json.
 
 Exit codes: 0 success, 2 bad input (one line, no traceback), 1 internal error.
 """
@@ -64,6 +68,19 @@ def _parser() -> argparse.ArgumentParser:
 
     sweep_args(sub.add_parser("sweep", help="run a sweep of experiments on a Dask cluster (resumable)"))
     sweep_args(sub.add_parser("sensitivity", help="run a design = 'sobol' sweep and compute Sobol indices"))
+    r = sub.add_parser("replay", help="replay logged slates to simulated users and audit them (bring your own logs)")
+    r.add_argument(
+        "logs", help="logs directory holding slates.parquet and items.parquet (schema: README, sim/replay.py)"
+    )
+    r.add_argument("--scenario", required=True, help="scenario TOML giving behaviour, cohort shares, seed and audit "
+                   "settings, e.g. scenarios/replay_example/scenario.toml")  # fmt: skip
+    r.add_argument("--out", default=None, help="output directory (default: out/replay-<logs directory name>)")
+    r.add_argument("--counterfactual", choices=("uniform", "chronological", "logged"), default="uniform",
+                   help="slates compared on the same requests (default: uniform; logged: do-nothing check)")  # fmt: skip
+    r.add_argument("--replications", type=int, default=None, help="simulated populations (default: the scenario's)")
+    r.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    r.add_argument("--session-gap", type=float, default=30.0,
+                   help="minutes between two requests that start a new logged session (default: 30)")  # fmt: skip
     return p
 
 
@@ -318,6 +335,36 @@ def _cmd_sensitivity(args) -> int:
     return 0
 
 
+def _cmd_replay(args) -> int:
+    from audits.audit import article_verdicts, articles_in_scope
+    from audits.replay import replay_audit, write_replay_outputs
+
+    for flag, low in (("seed", 0), ("replications", 1)):
+        v = getattr(args, flag)
+        if v is not None and v < low:
+            raise _BadInput(f"--{flag} must be >= {low} (got {v})")
+    if not args.session_gap > 0:
+        raise _BadInput(f"--session-gap must be > 0 minutes (got {args.session_gap})")
+    out = Path(args.out) if args.out else Path("out") / f"replay-{Path(args.logs).resolve().name}"
+    result = replay_audit(args.logs, args.scenario, counterfactual=args.counterfactual,
+                          replications=args.replications, session_gap_minutes=args.session_gap, seed=args.seed)  # fmt: skip
+    command = "recaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    write_replay_outputs(result, out, command=command)
+    s = result.summary()
+    print(f"replayed {s['requests']:,} logged requests of {s['users']:,} users over {s['days']} day(s), "
+          f"{len(result.records)} simulated population(s), counterfactual '{args.counterfactual}' slates, "
+          f"{result.wall_seconds:.1f} s")  # fmt: skip
+    print(f"  sessions the log ended while the simulated user would have gone on: "
+          f"{s['logged']['truncated_session_share']:.0%} (minutes are a lower bound for them)")  # fmt: skip
+    verdicts, scope = article_verdicts(result.findings), articles_in_scope(result.findings)
+    for art, v in verdicts.items():
+        if art in scope:
+            fails = [f"{f.metric}/{f.cohort}" for f in result.findings if f.article == art and f.verdict == "fail"]
+            print(f"  Art. {art:>2}: {v.upper():9s} {'; '.join(fails[:4])}")
+    print(f"wrote {out}/report.html, findings.json, replay_daily.parquet, manifest.json")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``recaudit`` console script; returns the exit code."""
     from sim.output import OutputError
@@ -326,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"run": _cmd_run, "audit": _cmd_audit, "list": _cmd_list, "sweep": _cmd_sweep,
-                    "sensitivity": _cmd_sensitivity}  # fmt: skip
+                    "sensitivity": _cmd_sensitivity, "replay": _cmd_replay}  # fmt: skip
         return commands[args.command](args)
     except (ScenarioError, _BadInput, OutputError) as exc:
         print(f"recaudit: error: {exc}", file=sys.stderr)
