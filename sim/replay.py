@@ -334,28 +334,40 @@ def _problems_error(problems: list[str]) -> None:
         raise ScenarioError("\n".join(problems))
 
 
+def _column_checker(table, path: Path, problems: list[str]):
+    """Return ``need(name, check, kind, fix, required=True, nulls=False) -> bool`` for one table.
+
+    ``need`` appends a one-line problem (missing required column, wrong type per ``check``,
+    nulls where none are allowed) to ``problems`` and returns whether the column is usable.
+    """
+    names = table.schema.names
+
+    def need(name, check, kind, fix, required=True, nulls=False):
+        if name not in names:
+            if required:
+                problems.append(f"{path}: missing column '{name}' ({kind}); fix: add it")
+            return False
+        t = table.schema.field(name).type
+        if not check(t):
+            problems.append(f"{path}: column '{name}' has type {t}, expected {kind}; fix: {fix}")
+            return False
+        n_null = table.column(name).null_count
+        if n_null and not nulls:
+            problems.append(f"{path}: column '{name}' has {n_null} null value(s); fix: fill or drop those rows")
+            return False
+        return True
+
+    return need
+
+
 def _read_items(path: Path) -> dict:
     import pyarrow as pa
 
     table = _read_table(path, "items")
-    schema = table.schema
     where = f"{path}"
     problems = []
 
-    def need(name, check, kind, fix_type, required=True):
-        if name not in schema.names:
-            if required:
-                problems.append(f"{where}: missing column '{name}' ({kind}); fix: add it")
-            return False
-        t = schema.field(name).type
-        if not check(t):
-            problems.append(f"{where}: column '{name}' has type {t}, expected {kind}; fix: {fix_type}")
-            return False
-        if table.column(name).null_count:
-            problems.append(f"{where}: column '{name}' has {table.column(name).null_count} null value(s); "
-                            f"fix: fill or drop those rows")  # fmt: skip
-            return False
-        return True
+    need = _column_checker(table, path, problems)
 
     is_float = pa.types.is_floating
     is_num = lambda t: pa.types.is_floating(t) or pa.types.is_integer(t)  # noqa: E731
@@ -444,24 +456,10 @@ def _read_slates(path: Path, items: dict) -> ReplayLog:
     import pyarrow as pa
 
     table = _read_table(path, "slates")
-    schema = table.schema
     where = f"{path}"
     problems = []
 
-    def need(name, check, kind, fix, required=True, nulls=False):
-        if name not in schema.names:
-            if required:
-                problems.append(f"{where}: missing column '{name}' ({kind}); fix: add it")
-            return False
-        t = schema.field(name).type
-        if not check(t):
-            problems.append(f"{where}: column '{name}' has type {t}, expected {kind}; fix: {fix}")
-            return False
-        n_null = table.column(name).null_count
-        if n_null and not nulls:
-            problems.append(f"{where}: column '{name}' has {n_null} null value(s); fix: fill or drop those rows")
-            return False
-        return True
+    need = _column_checker(table, path, problems)
 
     need("user_id", lambda t: _is_int(t) or _is_str(t), "int64 or string", "cast it to int64 or string")
     need("time", pa.types.is_timestamp, "timestamp",
