@@ -95,6 +95,17 @@ def trait_coefficients(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:
     return beta[1:]
 
 
+def _relative_change(audited: float, counterfactual: float) -> float:
+    """Return ``audited / counterfactual - 1``: 0 when both are 0, NaN when only the counterfactual is.
+
+    Nothing on either side is no change: a bootstrap resample of a small cohort with no spender on either
+    side made the interval of a do-nothing comparison NaN instead of [0, 0].
+    """
+    if counterfactual > 0:
+        return float(audited / counterfactual - 1.0)
+    return 0.0 if audited == 0 else float("nan")
+
+
 def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Catalogue, masks: dict, Estimator) -> dict:
     """Estimators of the market metrics for a pair of records.
 
@@ -187,8 +198,7 @@ def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Cata
         est[("consumer_surplus_change", name)] = Estimator(mk, mean_of(cs_t - cs_c))
         est[("over_budget_share_increase", name)] = Estimator(mk, mean_of(over_budget))
         est[("spend_uplift", name)] = Estimator(
-            mk,
-            lambda idx: float(spend_t[idx].mean() / spend_c[idx].mean() - 1.0) if spend_c[idx].sum() else np.nan,
+            mk, lambda idx: _relative_change(spend_t[idx].sum(), spend_c[idx].sum())
         )
 
     # Art. 18: minors' payments against the caps for their age
