@@ -47,7 +47,9 @@ How a log is replayed
   population (:func:`sim.state.make_users`, one cohort at a time): a logged
   ``cohort`` (or an ``age``: under 18 is a minor) fixes the cohort, a logged age
   replaces the drawn one, and users with neither get a cohort drawn from
-  ``population.shares``. Interests are drawn around the mean embedding of each
+  ``population.shares`` (an age alone gives the cohort of its band: under 18,
+  18-59, 60 and over; with both, the logged cohort wins, but a minor must be
+  under 18). Interests are drawn around the mean embedding of each
   category of the items table, so users and items share one space. Each
   replication draws a new population (and new random numbers).
 - **Sessions.** A user's requests with gaps of at most ``session_gap_minutes``
@@ -536,8 +538,8 @@ def _read_slates(path: Path, items: dict) -> ReplayLog:
             problems.append(f"{where}: columns 'cohort' and 'age' disagree for {int(clash.sum())} user(s) (e.g. user "
                             f"{user_id[u]!r}: {COHORTS[user_cohort[u]]}, age {int(user_age[u])}); fix: a minor is "
                             "under 18")  # fmt: skip
-    minors_by_age = (user_cohort < 0) & (user_age >= 0)
-    user_cohort[minors_by_age & (user_age < 18)] = 1
+    by_age = (user_cohort < 0) & (user_age >= 0)  # the population's age bands: under 18, 18-59, 60 and over
+    user_cohort[by_age] = np.where(user_age[by_age] < 18, 1, np.where(user_age[by_age] >= 60, 2, 0))
 
     # times (local), sorted by (user, time, row)
     ts = _local_times(table.column("time"))

@@ -74,6 +74,7 @@ _REQUESTS = [  # user, local time, slate, cohort, age
     (8, "2024-06-02 12:00", [16, 14], "adult", 40),
     (9, "2024-06-01 20:00", [11, 12], None, None),
     (9, "2024-06-02 20:00", [13, 14, 15], None, None),
+    (10, "2024-06-02 07:00", [11, 16], None, 67),
 ]
 
 
@@ -185,9 +186,9 @@ def test_several_problems_one_line_each(tmp_path):
 
 def test_log_is_read_in_local_time_and_sorted(tiny):
     log = load_logs(tiny)
-    assert log.n_users == 3 and log.n_requests == _N and log.n_items == 6 and log.n_days == 2
+    assert log.n_users == 4 and log.n_requests == _N and log.n_items == 6 and log.n_days == 2
     assert log.start_date == "2024-06-01" and log.slate_idx.shape == (_N, 4)
-    assert log.user_cohort.tolist() == [1, 0, -1] and log.user_age.tolist() == [12, 40, -1]
+    assert log.user_cohort.tolist() == [1, 0, -1, 2] and log.user_age.tolist() == [12, 40, -1, 67]
     first = log.req_user_idx == 0
     assert log.req_hour[first].tolist() == [10, 10, 10, 23, 23]
     assert np.all(np.diff(log.req_minute[first]) > 0)
@@ -261,7 +262,7 @@ def test_replay_equals_direct_view_step(tiny):
     assert np.array_equal(rec.minhash, minhash) and np.array_equal(rec.imp_emb_sum, imp)
     assert np.array_equal(rec.true_interest, users.true_interest)
     assert np.array_equal(rec.extra["true_habit"], users.true_habit)
-    assert rec.day_column("sessions").sum() == 6  # two each: 7 morning and night, 8 morning and noon, 9 two days
+    assert rec.day_column("sessions").sum() == 7  # 7 morning and night, 8 morning and noon, 9 two days, 10 once
     assert rec.day_column("impressions").sum() > 0
 
 
@@ -274,6 +275,7 @@ def test_logged_cohort_and_age_fix_the_simulated_user(tiny):
         assert users.cohort[1] == 0 and users.age[1] == 40
         lo, hi = [(18, 59), (sc.population.minor_age_min, sc.population.minor_age_max), (60, 85)][users.cohort[2]]
         assert lo <= users.age[2] <= hi and not users.opt_out_mask.any()
+        assert users.cohort[3] == 2 and users.age[3] == 67  # an age alone gives its band's cohort
 
 
 def test_counterfactual_slates(tiny):
