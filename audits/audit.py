@@ -28,7 +28,8 @@ from scipy import stats
 from audits.catalogue import Catalogue, MetricSpec, load_catalogue
 from audits.fleet_metrics import FLEET_METRICS
 from audits.market_metrics import PRICER_CF_METRICS
-from audits.metrics import build_estimators
+from audits.metrics import Estimator, build_estimators
+from audits.transparency import TRANSPARENCY_METRICS, simulate_with_probes, transparency_estimators
 from sim.engine import simulate
 from sim.memory import check_memory
 from sim.platform import PluginError
@@ -193,19 +194,23 @@ def run_audit(
         except PluginError as exc:
             raise PluginError(f"audit.counterfactual_dispatcher: {exc}") from None
     dispatcher_scenario = scenario.with_overrides(dispatcher_kind=cf_dispatcher) if dispatcher_cf else None
+    # the audited run probes its recommender for the Art. 16 card check (audits/transparency.py)
+    probe = scenario.population.n_users > 0
     jobs = []
     for r in range(reps):
-        jobs.append((scenario, r, copy.deepcopy(recommender), copy.deepcopy(pricer), copy.deepcopy(dispatcher)))
-        jobs.append((cf_scenario, r, None, None, None))
+        jobs.append((scenario, r, copy.deepcopy(recommender), copy.deepcopy(pricer), copy.deepcopy(dispatcher), probe))
+        jobs.append((cf_scenario, r, None, None, None, False))
         if pricer_cf:
-            jobs.append((pricer_scenario, r, copy.deepcopy(recommender), None, copy.deepcopy(dispatcher)))
+            jobs.append((pricer_scenario, r, copy.deepcopy(recommender), None, copy.deepcopy(dispatcher), False))
         if dispatcher_cf:
-            jobs.append((dispatcher_scenario, r, copy.deepcopy(recommender), copy.deepcopy(pricer), None))
+            jobs.append((dispatcher_scenario, r, copy.deepcopy(recommender), copy.deepcopy(pricer), None, False))
     n_workers = min(len(jobs), os.cpu_count() or 1) if workers is None else max(1, workers)
     check_memory(scenario, runs=len(jobs), concurrent=n_workers)
-    done = _run_all(jobs, workers=workers, progress=progress)
+    outputs = _run_all(jobs, workers=workers, progress=progress)
+    done = [rec for rec, _ in outputs]
     stride = 2 + int(pricer_cf) + int(dispatcher_cf)
     recs, cfs = done[0::stride], done[1::stride]
+    probes = [p for _, p in outputs[0::stride]]
     pcfs = done[2::stride] if pricer_cf else recs
     if dispatcher_cf:
         dcfs = done[stride - 1 :: stride]
@@ -218,15 +223,16 @@ def run_audit(
     per_rep = []
     for r in range(reps):
         rng = spawn_generators(scenario.seed, ("audit",), r)["audit"]
-        per_rep.append(
-            build_estimators(
-                recs[r], cfs[r], cat, rng, pricer_counterfactual=pcfs[r], dispatcher_counterfactual=dcfs[r]
-            )
+        est = build_estimators(
+            recs[r], cfs[r], cat, rng, pricer_counterfactual=pcfs[r], dispatcher_counterfactual=dcfs[r]
         )
+        est.update(transparency_estimators(probes[r], recs[r].n_users, Estimator))
+        per_rep.append(est)
     labels = {
         "recommender": f"{cf_kind} recommender" + (f", {cf_pricer} pricer" if scenario.market is not None else ""),
         "pricer": f"{cf_pricer} pricer, same recommender",
         "dispatcher": f"{cf_dispatcher} dispatcher, same orders and couriers",
+        "card": "the recommender's algorithm card (declared weights)",
     }
     findings = []
     for spec in cat.metrics:
@@ -237,6 +243,8 @@ def run_audit(
             boot_rng = spawn_generators(scenario.seed, (name,))[name]
             if spec.metric in FLEET_METRICS:
                 label = labels["dispatcher"]
+            elif spec.metric in TRANSPARENCY_METRICS:
+                label = labels["card"]
             else:
                 label = labels["pricer" if spec.metric in PRICER_CF_METRICS else "recommender"]
             findings.append(_finding(spec, cohort, per_rep, reps, conf, boot_rng, scenario, label))
@@ -249,6 +257,7 @@ def run_audit(
         dispatcher_counterfactual_records=dcfs,
         catalogue=cat,
         wall_seconds=time.perf_counter() - started,
+        extra={"probes": probes},
     )
 
 
@@ -269,12 +278,16 @@ def _workers_for(workers: int | None, *plugins) -> int | None:
     return 1
 
 
-def _simulate_job(job) -> RunRecord:
-    scenario, replication, recommender, pricer, dispatcher = job
-    return simulate(scenario, replication=replication, recommender=recommender, pricer=pricer, dispatcher=dispatcher)
+def _simulate_job(job):
+    """Run one job; return ``(record, probe)``, the probe (Art. 16) None unless the job asks for one."""
+    scenario, replication, recommender, pricer, dispatcher, probe = job
+    kw = dict(replication=replication, recommender=recommender, pricer=pricer, dispatcher=dispatcher)
+    if probe:
+        return simulate_with_probes(scenario, **kw)
+    return simulate(scenario, **kw), None
 
 
-def _run_all(jobs: list, workers: int | None, progress: bool) -> list[RunRecord]:
+def _run_all(jobs: list, workers: int | None, progress: bool) -> list[tuple]:
     """Run simulation jobs, in worker processes when there are several and more than one core.
 
     Small batches run the kernels on one thread (``sim.engine.PARALLEL_MIN_ROWS``), so

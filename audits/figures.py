@@ -16,6 +16,7 @@ from audits.metrics import cohort_masks
 from sim.scenario import COHORTS
 
 __all__ = [
+    "card_weights",
     "daily_minutes",
     "deadline_tightness",
     "hourly_pay_distribution",
@@ -129,6 +130,38 @@ def feed_entropy(records, cf_records, cf_label: str) -> bytes:
     ax.set_xlabel("day")
     ax.set_ylabel("entropy (nats)")
     ax.set_title("Diversity of each user's feed (category entropy)")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def card_weights(signals, measured, declared, card_source: str = "") -> bytes:
+    """Art. 16: declared (card) against measured weight of each ranking signal.
+
+    Parameters
+    ----------
+    signals : sequence of str
+        Signal names (n_signals,).
+    measured : float (n_signals, 3)
+        Measured weight and its interval (value, low, high) per signal; NaN where undefined.
+    declared : float (n_signals,) or None
+        The card's weights (normalised); None when the recommender declares no card.
+    card_source : str
+        Who declared the card ("scenario" or "recommender"), for the legend.
+    """
+    fig, ax = _figure((7.5, 3.2))
+    x = np.arange(len(signals))
+    width = 0.38
+    m = np.asarray(measured, dtype=float)
+    if declared is not None:
+        ax.bar(x - width / 2, declared, width=width, color="#7f7f7f", label=f"declared ({card_source} card)")
+    err = np.vstack([np.clip(m[:, 0] - m[:, 1], 0, None), np.clip(m[:, 2] - m[:, 0], 0, None)])
+    ax.bar(x + width / 2 if declared is not None else x, m[:, 0], width=width, yerr=np.nan_to_num(err), capsize=3,
+           color="#d62728", label="measured (probes of the recommender)")  # fmt: skip
+    ax.set_xticks(x, signals)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of the ranking's weight")
+    title = "Algorithm card: declared against measured weights of the ranking signals"
+    ax.set_title(title if declared is not None else title + "\n(no card declared)", fontsize=10)
     ax.legend(fontsize=8)
     return _png(fig)
 

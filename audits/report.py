@@ -13,6 +13,8 @@ import base64
 import html
 import json
 
+import numpy as np
+
 from audits import figures
 from audits.audit import AuditResult, article_verdicts, articles_in_scope
 
@@ -73,6 +75,12 @@ _ARTICLE_TEXT = {
     8: "Daily use under the audited recommender against a chronological feed for the same people with the same "
     "random numbers. An uplift above the line means the recommender itself drives the extra use.",
     12: "Category diversity of each user's feed over the run, and how similar users' consumption becomes.",
+    16: "What the recommender's algorithm card declares about its main ranking signals (profile match, "
+    "popularity, predicted engagement, recency, randomisation) against what it does: the audit probes the "
+    "recommender at fixed times of each day on random candidate sets of users who have not opted out, and "
+    "measures each signal's weight as the share of the score's variation within a set that the signal moves "
+    "(least squares on the signals the platform itself sees). The card fails when it misplaces more than the "
+    "line's share of that weight, or leaves out a signal that carries more than its line.",
     17: "Users who switched personalisation off should get a feed that does not follow their profile: the "
     "alignment of their feed with their own interests must equal the alignment with a random other user's.",
     18: "Minors' use against the caps of the minors' mode guideline, night use, long sessions without a rest "
@@ -110,6 +118,32 @@ def _algorithms_line(sc, recs) -> str:
         parts.append(f"audited dispatcher: <code>{html.escape(recs[0].fleet.dispatcher)}</code>; counterfactual: "
                      f"<code>{html.escape(sc.audit.counterfactual_dispatcher)}</code>")  # fmt: skip
     return "; ".join(parts) + " "
+
+
+def _card_figure(result: AuditResult) -> bytes:
+    """Draw the Art. 16 figure: the card's weights (mean over replications) against the measured ones."""
+    from audits.transparency import CARD_SIGNALS
+
+    by = {f.cohort: f for f in result.findings if f.metric == "measured_signal_weight"}
+    nan = float("nan")
+    measured = [[nan if by.get(s) is None or by[s].value is None else getattr(by[s], k) for k in
+                 ("value", "ci_low", "ci_high")] for s in CARD_SIGNALS]  # fmt: skip
+    probes = [p for p in result.extra.get("probes", []) if p is not None and p.declared is not None]
+    declared = np.mean([p.declared for p in probes], axis=0) if probes else None
+    source = probes[0].card_source if probes else ""
+    return figures.card_weights(CARD_SIGNALS, measured, declared, source)
+
+
+def _card_text(result: AuditResult) -> str:
+    """Return the card's purpose and description, as declared (HTML)."""
+    probes = [p for p in result.extra.get("probes", []) if p is not None and p.declared is not None]
+    if not probes:
+        return ""
+    t = probes[0].card_text
+    bits = [f"<b>Purpose:</b> {html.escape(t['purpose'])}" if t.get("purpose") else "",
+            html.escape(t.get("description", ""))]  # fmt: skip
+    text = " ".join(b for b in bits if b)
+    return f"<p class='muted'>Declared card ({html.escape(probes[0].card_source)}): {text}</p>" if text else ""
 
 
 def render_html(result: AuditResult, manifest: dict | None = None) -> str:
@@ -159,6 +193,7 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
             17: [figures.optout_alignment(recs)],
             18: [figures.minors_caps(recs, cat), figures.hourly_use(recs)],
         }
+        figs[16] = [_card_figure(result)]
     if recs[0].market is not None:
         pcfs = result.pricer_counterfactual_records or cfs
         pcf_label = f"{sc.audit.counterfactual_pricer} pricer"
@@ -182,6 +217,8 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
         parts.append(f"<p>{html.escape(_ARTICLE_TEXT.get(art, ''))}</p>")
         if art in (19, 21) and recs[0].market is None:
             parts.append(f"<p class='muted'>{_NO_MARKET}</p>")
+        if art == 16:
+            parts.append(_card_text(result))
         parts.append(_findings_table(fs))
         for png in figs.get(art, []):
             parts.append(_img(png, f"Art. {art} evidence"))

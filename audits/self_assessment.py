@@ -99,7 +99,21 @@ def _fleet_mitigations(sc) -> list[str]:
     return out
 
 
-def _algorithms(sc, rec0) -> list[str]:
+def _card_line(probes) -> str:
+    """Describe the algorithm card the audit held the recommender to (Art. 16), as declared."""
+    from audits.transparency import CARD_SIGNALS
+
+    declared = [p for p in probes if p is not None and p.declared is not None]
+    if not declared:
+        return "- Algorithm card (Art. 16): none declared."
+    w = sum(p.declared for p in declared) / len(declared)
+    signals = ", ".join(f"{name} {v:.2f}" for name, v in zip(CARD_SIGNALS, w, strict=True) if v > 0)
+    purpose = declared[0].card_text.get("purpose", "")
+    return (f"- Algorithm card (Art. 16, declared by the {declared[0].card_source}): signal weights {signals}"
+            + (f"; purpose: {purpose}." if purpose else "."))  # fmt: skip
+
+
+def _algorithms(sc, rec0, probes=None) -> list[str]:
     lines = []
     if sc.population.n_users:
         lines.append(f"- Recommender: `{rec0.recommender}` with parameters "
@@ -113,6 +127,8 @@ def _algorithms(sc, rec0) -> list[str]:
         lines.append(f"- Dispatcher: `{rec0.fleet.dispatcher}` with parameters "
                      f"`{json.dumps(rec0.fleet.dispatcher_params, default=str)}`; {sc.fleet.n_workers:,} couriers, "
                      f"orders from {'platform purchases' if sc.fleet.orders == 'market' else 'a demand profile'}.")  # fmt: skip
+    if probes:
+        lines.append(_card_line(probes))
     against = []
     if sc.population.n_users:
         against.append(f"the `{sc.audit.counterfactual}` recommender")
@@ -152,7 +168,7 @@ def render_self_assessment(result: AuditResult, manifest: dict | None = None) ->
         "## 2. The algorithm assessed",
         "",
     ]
-    lines += _algorithms(sc, rec0)
+    lines += _algorithms(sc, rec0, result.extra.get("probes"))
     lines += [
         "",
         "## 3. Risks assessed, article by article",

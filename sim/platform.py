@@ -14,7 +14,9 @@ InteractionLog
 Recommender
     The protocol: ``fit(view, log) -> self`` and
     ``score(user_idx, cand_idx, view) -> (n_batch, n_cand) float32``;
-    optionally ``access(user_idx, view) -> (allowance, prompt_after)``.
+    optionally ``access(user_idx, view) -> (allowance, prompt_after)`` and
+    ``algorithm_card(view) -> {"signals": {name: weight}, "purpose": str, "description": str}``
+    (the Art. 16 card; see :class:`Recommender`).
 BaseRecommender
     Optional mixin with ``get_params``, a no-op ``fit`` and an unrestricted ``access``.
 PluginError
@@ -139,6 +141,21 @@ class Recommender(Protocol):
         ``user_idx`` is int64 (n_batch,); ``cand_idx`` int32 (n_batch, n_cand).
         """
         ...
+
+    # Optional (not part of the runtime check):
+    #
+    # def algorithm_card(self, view: PlatformView) -> dict | None:
+    #     """The algorithm card the platform publishes (Art. 16 of the Provisions: the basic principles,
+    #     purposes and main operating mechanisms; DSA Art. 27: the main parameters and their relative
+    #     importance). Returns ``{"signals": {name: weight, ...}, "purpose": str, "description": str}``
+    #     with names from ``sim.scenario.CARD_SIGNALS`` ("interest_match", "popularity", "engagement",
+    #     "recency", "random") and non-negative weights, normalised by the audit to shares. A weight is
+    #     the share of the score's variation within a candidate set, in standard deviations, that the
+    #     standardised signal moves (``audits/transparency.py`` defines the signals and measures the
+    #     weights by probing ``score``); "random" is randomisation and anything the other signals do not
+    #     explain. Called at each probe time of an audit, so a card may depend on learned state; None
+    #     declares no card. A scenario's ``[recommender.card]`` table replaces it.
+    #     """
 
 
 class BaseRecommender:

@@ -11,7 +11,8 @@ Public objects
 Scenario, ClockSettings, PopulationSettings, CatalogueSettings,
 BehaviourSettings, CohortBehaviour, RecommenderSettings, DiversitySettings,
 NonPersonalisedSettings, MinorsModeSettings, MarketSettings, MarketCohort,
-PricerSettings, FleetSettings, WorkerSettings, DispatcherSettings, AuditSettings
+PricerSettings, FleetSettings, WorkerSettings, DispatcherSettings, AuditSettings,
+CardSettings
     The typed settings tree.
 load_scenario
     Read and validate a TOML file.
@@ -21,6 +22,8 @@ ScenarioError
     The one error type for bad input.
 COHORTS
     Cohort names in their integer order.
+CARD_SIGNALS
+    The ranking signals an algorithm card (Art. 16) may declare.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ __all__ = [
     "COHORTS",
     "AuditSettings",
     "BehaviourSettings",
+    "CARD_SIGNALS",
+    "CardSettings",
     "CatalogueSettings",
     "ClockSettings",
     "CohortBehaviour",
@@ -58,6 +63,10 @@ __all__ = [
 ]
 
 COHORTS = ("adult", "minor", "elderly")
+# Ranking signals an algorithm card can declare (Art. 16), each computable by an auditor from the platform's
+# view (see audits/transparency.py for their definitions); "random" is randomisation and whatever else the
+# others do not explain.
+CARD_SIGNALS = ("interest_match", "popularity", "engagement", "recency", "random")
 
 Prob = Annotated[float, Field(ge=0.0, le=1.0)]
 PosFloat = Annotated[float, Field(gt=0.0)]
@@ -224,6 +233,30 @@ class MinorsModeSettings(_Settings):
     )
 
 
+class CardSettings(_Settings):
+    """The algorithm card the platform publishes (Art. 16): its main ranking signals and their weights.
+
+    ``signals`` maps signals of :data:`CARD_SIGNALS` to declared relative weights (non-negative; the audit
+    normalises them to shares). A weight is the share of the variation of the ranking score (within a
+    candidate set) the signal accounts for, on standardised signals: see ``audits/transparency.py``. A card
+    given here is what the audit holds the platform to, in place of any card the recommender declares
+    itself (a scenario can so describe a platform whose disclosure differs from what it does).
+    """
+
+    signals: dict[Literal[CARD_SIGNALS], NonNegFloat]
+    purpose: str = ""
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.signals or sum(self.signals.values()) <= 0:
+            raise ValueError(
+                "signals must give at least one positive weight; fix: e.g. signals = { interest_match = 0.7, "
+                f"engagement = 0.3 }} (signals: {', '.join(CARD_SIGNALS)})"
+            )
+        return self
+
+
 class RecommenderSettings(_Settings):
     """Which recommender drives the feed, and its wrappers.
 
@@ -231,7 +264,8 @@ class RecommenderSettings(_Settings):
     the name of an entry point in the group ``recaudit.recommenders``.
     ``params`` are passed to its constructor as keywords. Wrappers, when their
     table is present, apply in the order diversity, non_personalised,
-    minors_mode (outermost).
+    minors_mode (outermost). ``card``, when present, is the algorithm card
+    the platform publishes (Art. 16; :class:`CardSettings`).
     """
 
     kind: str = "engagement"
@@ -241,6 +275,7 @@ class RecommenderSettings(_Settings):
     diversity: DiversitySettings | None = None
     non_personalised: NonPersonalisedSettings | None = None
     minors_mode: MinorsModeSettings | None = None
+    card: CardSettings | None = None
 
     @model_validator(mode="after")
     def _check(self):
@@ -653,6 +688,12 @@ def _format_error(err: dict, source: str) -> str:
         guess = difflib.get_close_matches(str(loc[-1]), valid, n=1)
         hint = f"did you mean '{guess[0]}'?" if guess else f"valid keys here: {', '.join(valid)}"
         return f"{source}: unknown key '{path}'; {hint}"
+    if kind == "literal_error" and loc and loc[-1] == "[key]":  # a dict key outside its allowed names
+        choices = err.get("ctx", {}).get("expected", "")
+        allowed = [c.strip().strip("'") for c in choices.replace(" or ", ", ").split(",") if c.strip()]
+        guess = difflib.get_close_matches(str(got), allowed, n=1)
+        hint = f"did you mean '{guess[0]}'?" if guess else f"valid keys here: {', '.join(allowed)}"
+        return f"{source}: unknown key '{'.'.join(str(p) for p in loc[:-1])}'; {hint}"
     if kind == "literal_error":
         return f"{source}: {path}: {err['msg'].replace('Input should be', 'must be')} (got {got!r})"
     if kind == "value_error":

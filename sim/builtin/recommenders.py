@@ -14,6 +14,11 @@ MinorsMode
     Daily caps by age, curfew, rest prompts, harmful-content filter (Art. 18).
 
 All scoring runs in numba kernels (:mod:`sim.kernels.scoring`).
+
+Every built-in declares a truthful algorithm card (Art. 16), ``algorithm_card(view)``: the signals its score
+uses and their relative weights as ``audits/transparency.py`` defines and measures them (the share of the
+score's within-set variation, in standard-deviation units, each standardised signal moves). Wrappers declare
+their inner recommender's card.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ def _out(cand_idx: np.ndarray) -> np.ndarray:
     return np.empty(cand_idx.shape, dtype=np.float32)
 
 
+def _card(signals: dict, purpose: str, description: str) -> dict:
+    """Build an algorithm card (Art. 16): declared signal weights and plain-language text."""
+    return {"signals": signals, "purpose": purpose, "description": description}
+
+
 @dataclass
 class RandomRecommender(BaseRecommender):
     """Uniformly random order (keyed on the run's recommender stream)."""
@@ -51,6 +61,10 @@ class RandomRecommender(BaseRecommender):
         out = _out(cand_idx)
         scoring.random_scores(view.key, view.step, user_idx, out)
         return out
+
+    def algorithm_card(self, view: PlatformView) -> dict:
+        """Art. 16 card: the order is random."""
+        return _card({"random": 1.0}, "show items in random order", "Candidates are ordered at random.")
 
 
 @dataclass
@@ -63,6 +77,10 @@ class Chronological(BaseRecommender):
         scoring.gather_scores(view.item_birth_tick.astype(np.float32), cand_idx, out)
         return out
 
+    def algorithm_card(self, view: PlatformView) -> dict:
+        """Art. 16 card: newest first, nothing else."""
+        return _card({"recency": 1.0}, "show the newest items first", "Candidates are ordered by upload time.")
+
 
 @dataclass
 class Popularity(BaseRecommender):
@@ -74,6 +92,11 @@ class Popularity(BaseRecommender):
         scoring.gather_scores(view.item_views_hat, cand_idx, out)
         return out
 
+    def algorithm_card(self, view: PlatformView) -> dict:
+        """Art. 16 card: most watched first, nothing else."""
+        return _card({"popularity": 1.0}, "show what most people watch",
+                     "Candidates are ordered by their recent views (decayed counts).")  # fmt: skip
+
 
 @dataclass
 class ContentBased(BaseRecommender):
@@ -84,6 +107,12 @@ class ContentBased(BaseRecommender):
         out = _out(cand_idx)
         scoring.dot_scores(view.user_hat, user_idx, view.item_embedding, cand_idx, out)
         return out
+
+    def algorithm_card(self, view: PlatformView) -> dict:
+        """Art. 16 card: the match of the user's profile with the content, nothing else."""
+        return _card({"interest_match": 1.0}, "show content that matches the user's interests",
+                     "Candidates are ordered by the similarity of their content to the profile the platform "
+                     "has learned from the user's views.")  # fmt: skip
 
 
 @dataclass
@@ -161,6 +190,37 @@ class EngagementMax(BaseRecommender):
         )  # fmt: skip
         return out
 
+    def algorithm_card(self, view: PlatformView) -> dict:
+        """Art. 16 card: the weights of predicted engagement, profile match and exploration, from the model.
+
+        The score is ``e_i + sharpness * m_ui`` in a share ``1 - exploration`` of rows and uniform noise on
+        [0, 1) (variance 1/12) in the rest. On the audit's definition (least squares of scores on the
+        signals within candidate sets drawn uniformly from the catalogue) the coefficients are
+        ``(1 - exploration)`` times ``(1, sharpness)`` and the residual variance is
+        ``exploration * (1 - exploration) * v + exploration / 12``, with ``v`` the variance of the
+        non-exploring score; the weights are the coefficients times the signals' within-set standard
+        deviations (of the learned log-engagement over the catalogue, and of the profile match:
+        ``mean_u user_hat_u' C user_hat_u`` with ``C`` the covariance of the item embeddings), and the
+        residual standard deviation, normalised by the audit.
+        """
+        log_value = self.log_value_ if self.log_value_ is not None else self._estimates(view.n_items)
+        sd_eng = float(np.std(log_value))
+        emb = np.asarray(view.item_embedding, dtype=np.float64)
+        cov = np.cov(emb, rowvar=False)
+        step = max(1, view.n_users // 10_000)  # a stride sample of profiles bounds the cost
+        users = np.asarray(view.user_hat[::step], dtype=np.float64)
+        sd_match = float(np.sqrt(max(np.einsum("nd,de,ne->n", users, cov, users).mean(), 0.0)))
+        eps = float(self.exploration)
+        a_eng, a_match = sd_eng, self.sharpness * sd_match
+        noise = np.sqrt(eps * (1.0 - eps) * (a_eng**2 + a_match**2) + eps / 12.0)
+        return _card(
+            {"engagement": (1.0 - eps) * a_eng, "interest_match": (1.0 - eps) * a_match, "random": float(noise)},
+            "maximise expected watch time per impression",
+            f"Candidates are ordered by predicted watch minutes per impression (learned from views, with a "
+            f"{self.half_life_days:g}-day half-life) times exp({self.sharpness:g} x the profile match); a share "
+            f"{eps:g} of feeds is ordered at random to explore.",
+        )
+
 
 BASE_RECOMMENDERS = {
     "random": RandomRecommender,
@@ -183,6 +243,11 @@ class _Wrapper(BaseRecommender):
     def access(self, user_idx, view):
         """Pass the wrapped recommender's access through."""
         return _access(self.inner, user_idx, view)
+
+    def algorithm_card(self, view):
+        """Return the wrapped recommender's Art. 16 card (None when it declares none)."""
+        fn = getattr(self.inner, "algorithm_card", None)
+        return fn(view) if callable(fn) else None
 
 
 def _access(rec, user_idx, view):
