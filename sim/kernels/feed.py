@@ -27,11 +27,13 @@ import numba as nb
 import numpy as np
 
 from sim.kernels import layout as L
+from sim.kernels.lanes import LANES, NET_MAX_SLATE, load_lanes, select_slate, top_values8
 from sim.rng import _GOLDEN, Purpose, _mix, hash4, uniform
 
 __all__ = ["CHUNK", "dot16", "draw_candidates", "minhash_item", "open_step", "view_step"]
 
 CHUNK = 256  # rows per parallel work item in view_step (scratch buffers are per chunk)
+_GROUPS_PER_CHUNK = CHUNK // LANES
 _P_OPEN = Purpose.OPEN
 _P_OFFSET = Purpose.OPEN_OFFSET
 _P_CAND = Purpose.CANDIDATES
@@ -151,6 +153,166 @@ def _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_ma
     alerted_mask[u] = False
 
 
+@nb.njit(inline="always", cache=True)
+def _gate(
+    r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, time_left, streak,
+    since_prompt, alerted_mask, out_item, out_minutes, out_slate,
+):  # fmt: skip
+    """Reset row ``r``'s outputs; refuse, prompt or let user ``u`` view. Return whether the view goes on."""
+    out_item[r] = -1
+    out_minutes[r] = 0.0
+    for k in range(out_slate.shape[1]):
+        out_slate[r, k] = -1
+    if allowance[r] <= 0.0:
+        day_stats[u, L.BLOCKED] += 1.0
+        _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+        return False
+    # A session past 30 minutes since the last prompt whose platform would not prompt by then
+    # is an unprompted streak, even if a (late) prompt follows now.
+    alert = beh[L.STREAK_ALERT]
+    if since_prompt[u] >= alert and not alerted_mask[u] and prompt_after[r] > alert:
+        day_stats[u, L.UNPROMPTED_STREAKS] += 1.0
+        alerted_mask[u] = True
+    if since_prompt[u] >= prompt_after[r]:
+        day_stats[u, L.PROMPTS] += 1.0
+        since_prompt[u] = 0.0
+        alerted_mask[u] = False
+        if uniform(key, step, u, _P_PROMPT) < beh[L.PROMPT_COMPLY]:
+            _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+            return False
+    return True
+
+
+@nb.njit(inline="always", cache=True)
+def _impressions(r, u, cand_row, top_j, n_top, emb, category, harmful_mask, slate_i, row_emb, cat_counts,
+                 imp_emb_sum, day_stats, out_slate):  # fmt: skip
+    """Record the slate ``cand_row[top_j[:n_top]]`` as shown to user ``u`` (row ``r``).
+
+    The slate's embeddings are summed in a local row first (slate order), then
+    added to the run total once.
+    """
+    dim = emb.shape[1]
+    n_harm = 0
+    for d in range(dim):
+        row_emb[d] = 0.0
+    for k in range(n_top):
+        i = cand_row[top_j[k]]
+        slate_i[k] = i
+        out_slate[r, k] = i
+        n_harm += np.int64(harmful_mask[i])
+        cat_counts[u, category[i]] += 1
+        for d in range(dim):
+            row_emb[d] += emb[i, d]
+    for d in range(dim):
+        imp_emb_sum[u, d] += row_emb[d]
+    day_stats[u, L.IMPRESSIONS] += np.float32(n_top)
+    day_stats[u, L.HARMFUL_IMPRESSIONS] += np.float32(n_harm)
+
+
+@nb.njit(inline="always", cache=True)
+def _slate_match(u, slate_i, n_top, emb, true_interest, match32):
+    """``match32[k] = true_interest[u] . emb[slate_i[k]]`` in lockstep over the slate (each summed over d in order)."""
+    for k in range(n_top):
+        match32[k] = 0.0
+    for d in range(emb.shape[1]):
+        td = true_interest[u, d]
+        for k in range(n_top):
+            match32[k] += td * emb[slate_i[k], d]
+
+
+@nb.njit(inline="always", cache=True)
+def _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak):
+    """Logit choice among the slate and leaving (inverse CDF); return the slate position, -1 to leave."""
+    temp = beh[L.TEMPERATURE]
+    umax = (beh[L.LEAVE_U] + beh[L.FATIGUE_W] * streak[u] / 60.0) / temp
+    u_leave = umax
+    for k in range(n_top):
+        i = slate_i[k]
+        util[k] = (
+            beh[L.MATCH_W] * np.float64(match32[k]) + beh[L.QUALITY_W] * true_quality[i] + beh[L.HOOK_W] * true_hook[i]
+        ) / temp
+        if util[k] > umax:
+            umax = util[k]
+    total = math.exp(u_leave - umax)
+    for k in range(n_top):
+        util[k] = math.exp(util[k] - umax)
+        total += util[k]
+    x = uniform(key, step, u, _P_CHOICE) * total
+    pick = -1
+    acc = math.exp(u_leave - umax)
+    if x >= acc:
+        for k in range(n_top):
+            acc += util[k]
+            pick = k
+            if x < acc:
+                break
+    return pick
+
+
+@nb.njit(inline="always", cache=True)
+def _watch(
+    r, u, key, step, night, i, match_i, allowance, beh, emb, harmful_mask, true_quality, true_hook,
+    length_minutes, uid, true_interest, true_habit, true_self_control, true_intended, in_session_mask,
+    time_left, streak, since_prompt, alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
+):  # fmt: skip
+    """User ``u`` watches item ``i`` (true match ``match_i``): minutes, learning, and the decision to go on.
+
+    At most 30 arguments: CPython passes more through ``*args``, which numba cannot inline.
+    """
+    dim = emb.shape[1]
+    share = _sigmoid(beh[L.WATCH_SLOPE] * (match_i + true_quality[i]) + beh[L.WATCH_HOOK] * true_hook[i])
+    minutes = np.float32(length_minutes[i] * share)
+    if minutes > allowance[r]:
+        minutes = np.float32(allowance[r])
+    out_item[r] = i
+    out_minutes[r] = minutes
+    before = day_stats[u, L.MINUTES]
+    after = np.float32(before + minutes)
+    day_stats[u, L.MINUTES] = after
+    day_stats[u, L.VIEWS] += 1.0
+    if night:
+        day_stats[u, L.NIGHT_MINUTES] += minutes
+    over = after - max(before, true_intended[u])
+    if over > 0.0:
+        day_stats[u, L.REGRET_MINUTES] += np.float32(min(over, minutes))
+    if harmful_mask[i]:
+        day_stats[u, L.HARMFUL_VIEWS] += 1.0
+    streak[u] = np.float32(streak[u] + minutes)
+    since_prompt[u] = np.float32(since_prompt[u] + minutes)
+    time_left[u] = np.float32(time_left[u] - minutes)
+    true_habit[u] = np.float32(true_habit[u] + beh[L.HABIT_GAIN] * minutes)
+
+    # learning: the platform's profile, and the user's interest drift
+    a = beh[L.HAT_RATE] * share
+    g = beh[L.DRIFT] * share
+    norm = 0.0
+    for d in range(dim):
+        user_hat[u, d] = np.float32((1.0 - a) * user_hat[u, d] + a * emb[i, d])
+        t = np.float32(true_interest[u, d] + g * (emb[i, d] - true_interest[u, d]))
+        true_interest[u, d] = t
+        norm += t * t
+    if g > 0.0 and norm > 0.0:
+        inv = 1.0 / math.sqrt(norm)
+        for d in range(dim):
+            true_interest[u, d] = np.float32(true_interest[u, d] * inv)
+    for k in range(minhash.shape[1]):
+        h = minhash_item(uid[i], k)
+        if h < minhash[u, k]:
+            minhash[u, k] = h
+
+    # go on?
+    ratio = after / true_intended[u] - 1.0
+    z = (
+        beh[L.CONT_BASE]
+        + beh[L.CONT_HABIT] * true_habit[u]
+        + beh[L.CONT_HOOK] * true_hook[i]
+        - beh[L.CONT_FATIGUE] * streak[u] / 60.0
+        - beh[L.CONT_SELF] * true_self_control[u] * (0.5 + max(ratio, 0.0))
+    )
+    if uniform(key, step, u, _P_CONT) >= _sigmoid(z):
+        _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+
+
 @nb.njit(parallel=True, cache=True)
 def view_step(
     key, step, night, active_idx, cand_idx, scores, allowance, prompt_after, slate_size, beh,
@@ -211,168 +373,47 @@ def view_step(
         Output: the slate shown (-1 padded; all -1 if none was shown).
     """
     n_act, n_cand = scores.shape
-    dim = emb.shape[1]
-    n_hash = minhash.shape[1]
-    temp = beh[L.TEMPERATURE]
-    n_chunks = (n_act + CHUNK - 1) // CHUNK
+    n_groups = (n_act + LANES - 1) // LANES
+    n_chunks = (n_groups + _GROUPS_PER_CHUNK - 1) // _GROUPS_PER_CHUNK
     for ch in nb.prange(n_chunks):
         top_s = np.empty(slate_size, dtype=np.float32)
         top_j = np.empty(slate_size, dtype=np.int64)
         util = np.empty(slate_size, dtype=np.float64)
-        match = np.empty(slate_size, dtype=np.float64)
         match32 = np.empty(slate_size, dtype=np.float32)
         slate_i = np.empty(slate_size, dtype=np.int64)
         row_emb = np.empty(emb.shape[1], dtype=np.float32)
-        for r in range(ch * CHUNK, min(n_act, (ch + 1) * CHUNK)):
-            u = active_idx[r]
-            out_item[r] = -1
-            out_minutes[r] = 0.0
-            for k in range(slate_size):
-                out_slate[r, k] = -1
-            if allowance[r] <= 0.0:
-                day_stats[u, L.BLOCKED] += 1.0
-                _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
-                continue
-            # A session past 30 minutes since the last prompt whose platform would not prompt by then
-            # is an unprompted streak, even if a (late) prompt follows now.
-            alert = beh[L.STREAK_ALERT]
-            if since_prompt[u] >= alert and not alerted_mask[u] and prompt_after[r] > alert:
-                day_stats[u, L.UNPROMPTED_STREAKS] += 1.0
-                alerted_mask[u] = True
-            if since_prompt[u] >= prompt_after[r]:
-                day_stats[u, L.PROMPTS] += 1.0
-                since_prompt[u] = 0.0
-                alerted_mask[u] = False
-                if uniform(key, step, u, _P_PROMPT) < beh[L.PROMPT_COMPLY]:
+        buf = np.empty((n_cand, LANES), dtype=np.float32)
+        tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
+        gt_j = np.empty(n_cand, dtype=np.int64)
+        gt_s = np.empty(n_cand, dtype=np.float32)
+        for g in range(ch * _GROUPS_PER_CHUNK, min(n_groups, (ch + 1) * _GROUPS_PER_CHUNK)):
+            r0 = g * LANES
+            n_lanes = min(LANES, n_act - r0)
+            load_lanes(scores, r0, n_lanes, buf)
+            if slate_size <= NET_MAX_SLATE:
+                top_values8(buf, n_cand, tops)
+            for lane in range(n_lanes):
+                r = r0 + lane
+                u = active_idx[r]
+                if not _gate(
+                    r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, time_left,
+                    streak, since_prompt, alerted_mask, out_item, out_minutes, out_slate,
+                ):  # fmt: skip
+                    continue
+                n_top = select_slate(buf, lane, tops, slate_size, gt_j, gt_s, top_s, top_j)
+                if n_top == 0:
                     _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                     continue
-
-            # 1. slate: top-k of the scores (insertion into a sorted buffer)
-            n_top = 0
-            for j in range(n_cand):
-                s = scores[r, j]
-                if not (s > -np.inf):  # -inf and NaN are not eligible
+                _impressions(r, u, cand_idx[r], top_j, n_top, emb, category, harmful_mask, slate_i, row_emb,
+                             cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
+                _slate_match(u, slate_i, n_top, emb, true_interest, match32)
+                pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak)
+                if pick < 0:
+                    _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                     continue
-                if n_top < slate_size:
-                    pos = n_top
-                    n_top += 1
-                elif s > top_s[slate_size - 1]:
-                    pos = slate_size - 1
-                else:
-                    continue
-                while pos > 0 and s > top_s[pos - 1]:
-                    top_s[pos] = top_s[pos - 1]
-                    top_j[pos] = top_j[pos - 1]
-                    pos -= 1
-                top_s[pos] = s
-                top_j[pos] = j
-            if n_top == 0:
-                _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
-                continue
-
-            # 2. impressions and true utilities. The slate's embeddings are summed in a local
-            #    row first (slate order), then added to the run total once; the true-utility dot
-            #    products run across the slate items in lockstep (each still summed over d in order).
-            n_harm = 0
-            for d in range(dim):
-                row_emb[d] = 0.0
-            for k in range(n_top):
-                i = cand_idx[r, top_j[k]]
-                slate_i[k] = i
-                out_slate[r, k] = i
-                if harmful_mask[i]:
-                    n_harm += 1
-                cat_counts[u, category[i]] += 1
-                match32[k] = 0.0
-                for d in range(dim):
-                    row_emb[d] += emb[i, d]
-            for d in range(dim):
-                td = true_interest[u, d]
-                for k in range(n_top):
-                    match32[k] += td * emb[slate_i[k], d]
-            for d in range(dim):
-                imp_emb_sum[u, d] += row_emb[d]
-            day_stats[u, L.IMPRESSIONS] += np.float32(n_top)
-            day_stats[u, L.HARMFUL_IMPRESSIONS] += np.float32(n_harm)
-            umax = (beh[L.LEAVE_U] + beh[L.FATIGUE_W] * streak[u] / 60.0) / temp
-            u_leave = umax
-            for k in range(n_top):
-                i = slate_i[k]
-                match[k] = match32[k]
-                util[k] = (
-                    beh[L.MATCH_W] * match[k] + beh[L.QUALITY_W] * true_quality[i] + beh[L.HOOK_W] * true_hook[i]
-                ) / temp
-                if util[k] > umax:
-                    umax = util[k]
-
-            # 3. logit choice among the slate and leaving (inverse CDF)
-            total = math.exp(u_leave - umax)
-            for k in range(n_top):
-                util[k] = math.exp(util[k] - umax)
-                total += util[k]
-            x = uniform(key, step, u, _P_CHOICE) * total
-            pick = -1
-            acc = math.exp(u_leave - umax)
-            if x >= acc:
-                for k in range(n_top):
-                    acc += util[k]
-                    pick = k
-                    if x < acc:
-                        break
-            if pick < 0:
-                _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
-                continue
-
-            # 4. watch
-            i = cand_idx[r, top_j[pick]]
-            share = _sigmoid(beh[L.WATCH_SLOPE] * (match[pick] + true_quality[i]) + beh[L.WATCH_HOOK] * true_hook[i])
-            minutes = np.float32(length_minutes[i] * share)
-            if minutes > allowance[r]:
-                minutes = np.float32(allowance[r])
-            out_item[r] = i
-            out_minutes[r] = minutes
-            before = day_stats[u, L.MINUTES]
-            after = np.float32(before + minutes)
-            day_stats[u, L.MINUTES] = after
-            day_stats[u, L.VIEWS] += 1.0
-            if night:
-                day_stats[u, L.NIGHT_MINUTES] += minutes
-            over = after - max(before, true_intended[u])
-            if over > 0.0:
-                day_stats[u, L.REGRET_MINUTES] += np.float32(min(over, minutes))
-            if harmful_mask[i]:
-                day_stats[u, L.HARMFUL_VIEWS] += 1.0
-            streak[u] = np.float32(streak[u] + minutes)
-            since_prompt[u] = np.float32(since_prompt[u] + minutes)
-            time_left[u] = np.float32(time_left[u] - minutes)
-            true_habit[u] = np.float32(true_habit[u] + beh[L.HABIT_GAIN] * minutes)
-
-            # 5. learning: the platform's profile, and the user's interest drift
-            a = beh[L.HAT_RATE] * share
-            g = beh[L.DRIFT] * share
-            norm = 0.0
-            for d in range(dim):
-                user_hat[u, d] = np.float32((1.0 - a) * user_hat[u, d] + a * emb[i, d])
-                t = np.float32(true_interest[u, d] + g * (emb[i, d] - true_interest[u, d]))
-                true_interest[u, d] = t
-                norm += t * t
-            if g > 0.0 and norm > 0.0:
-                inv = 1.0 / math.sqrt(norm)
-                for d in range(dim):
-                    true_interest[u, d] = np.float32(true_interest[u, d] * inv)
-            for k in range(n_hash):
-                h = minhash_item(uid[i], k)
-                if h < minhash[u, k]:
-                    minhash[u, k] = h
-
-            # 6. go on?
-            ratio = after / true_intended[u] - 1.0
-            z = (
-                beh[L.CONT_BASE]
-                + beh[L.CONT_HABIT] * true_habit[u]
-                + beh[L.CONT_HOOK] * true_hook[i]
-                - beh[L.CONT_FATIGUE] * streak[u] / 60.0
-                - beh[L.CONT_SELF] * true_self_control[u] * (0.5 + max(ratio, 0.0))
-            )
-            if uniform(key, step, u, _P_CONT) >= _sigmoid(z):
-                _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+                _watch(
+                    r, u, key, step, night, slate_i[pick], np.float64(match32[pick]), allowance, beh, emb,
+                    harmful_mask, true_quality, true_hook, length_minutes, uid, true_interest, true_habit,
+                    true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt,
+                    alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
+                )  # fmt: skip

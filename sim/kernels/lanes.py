@@ -1,0 +1,225 @@
+"""Slate selection with eight users per SIMD register, and the compiler setting it needs.
+
+The slate is the top ``k`` of a user's candidate scores. A per-user insertion into a
+sorted buffer branches on every candidate and mispredicts about half of the ~30
+insertions into a top-10 of 100 random scores; it was ~60% of ``view_step``'s time.
+Here the ``k``-th largest score of eight users is found at once by a compare-exchange
+network (a systolic top-``k``: each candidate's scores of the eight users pass down ten
+sorted positions, every position keeping the larger and passing the smaller), with no
+branch at all; each user's slate is then the candidates above that threshold, plus the
+first candidates equal to it, in score order with ties to the earlier candidate. That is
+exactly the slate of the insertion (kept, in :mod:`sim.kernels.reference`, as the twin).
+
+LLVM turns the eight lanes of the network into one AVX2 register only with its SLP
+vectoriser, which numba leaves off by default since numba PR #8852 (2023) because of
+miscompilations it met elsewhere (numba issues #8681, #8705). :func:`njit_slp` switches it
+on for the compilation of the kernels that use the network and nowhere else (plugins and
+user code keep numba's default); their bitwise twin tests are the guard against a
+miscompilation. ``RECAUDIT_SLP=0`` compiles them with numba's default instead (same
+results, the network then runs scalar and is several times slower than the insertion).
+
+Public objects
+--------------
+LANES
+    Users per lane group (eight float32 in an AVX2 register).
+NET_MAX_SLATE
+    Largest slate the network serves; larger slates use the insertion.
+njit_slp
+    ``numba.njit`` with the SLP vectoriser on for that function's compilation.
+load_lanes, top_values8, select_slate
+    The pieces used by the feed kernels.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numba as nb
+import numpy as np
+from numba.core import config as _nb_config
+
+__all__ = ["LANES", "NET_MAX_SLATE", "load_lanes", "njit_slp", "select_slate", "top_values8"]
+
+LANES = 8
+NET_MAX_SLATE = 10
+_NEG = np.float32(-np.inf)
+
+
+def njit_slp(**options):
+    """``numba.njit(**options)`` whose compilations run with LLVM's SLP vectoriser on.
+
+    numba reads ``config.SLP_VECTORIZE`` when it builds the optimisation passes of a
+    compilation, so the flag is set around this dispatcher's own compilations (which
+    include the ``inline="always"`` helpers and the parallel loop bodies it contains) and
+    restored afterwards. Loading a cached compilation compiles nothing.
+    """
+
+    def decorate(fn):
+        dispatcher = nb.njit(**options)(fn)
+        if os.environ.get("RECAUDIT_SLP", "1") == "0":
+            return dispatcher
+        compiler = dispatcher._compiler
+        compile_default = compiler.compile
+
+        def compile_with_slp(args, return_type):
+            before = _nb_config.SLP_VECTORIZE
+            _nb_config.SLP_VECTORIZE = 1
+            try:
+                return compile_default(args, return_type)
+            finally:
+                _nb_config.SLP_VECTORIZE = before
+
+        compiler.compile = compile_with_slp
+        return dispatcher
+
+    return decorate
+
+
+@nb.njit(inline="always", cache=True)
+def _pick(take_first, a, b):
+    return a if take_first else b
+
+
+@nb.njit(inline="always", cache=True)
+def _cx8(t, x):
+    """Compare-exchange of eight lanes: ``(max(t, x), min(t, x))`` lane by lane."""
+    g0, g1, g2, g3 = t[0] >= x[0], t[1] >= x[1], t[2] >= x[2], t[3] >= x[3]
+    g4, g5, g6, g7 = t[4] >= x[4], t[5] >= x[5], t[6] >= x[6], t[7] >= x[7]
+    hi = (
+        _pick(g0, t[0], x[0]), _pick(g1, t[1], x[1]), _pick(g2, t[2], x[2]), _pick(g3, t[3], x[3]),
+        _pick(g4, t[4], x[4]), _pick(g5, t[5], x[5]), _pick(g6, t[6], x[6]), _pick(g7, t[7], x[7]),
+    )  # fmt: skip
+    lo = (
+        _pick(g0, x[0], t[0]), _pick(g1, x[1], t[1]), _pick(g2, x[2], t[2]), _pick(g3, x[3], t[3]),
+        _pick(g4, x[4], t[4]), _pick(g5, x[5], t[5]), _pick(g6, x[6], t[6]), _pick(g7, x[7], t[7]),
+    )  # fmt: skip
+    return hi, lo
+
+
+@nb.njit(inline="always", cache=True)
+def load_lanes(scores, r0, n_lanes, buf):
+    """Copy rows ``r0 .. r0 + n_lanes - 1`` of ``scores`` (n_rows, n_cand) into ``buf`` (n_cand, LANES).
+
+    Scores that are not eligible (``-inf``, NaN) become ``-inf``; lanes past
+    ``n_lanes`` are filled with ``-inf``.
+    """
+    n_cand = scores.shape[1]
+    for j in range(n_cand):
+        for lane in range(LANES):
+            buf[j, lane] = _NEG
+    for lane in range(n_lanes):
+        for j in range(n_cand):
+            s = scores[r0 + lane, j]
+            buf[j, lane] = s if s > _NEG else _NEG
+
+
+@nb.njit(inline="always", cache=True)
+def _store8(out, p, t):
+    """``out[p, :] = t`` for an eight-lane tuple (constant indices keep ``t`` in a register)."""
+    out[p, 0], out[p, 1], out[p, 2], out[p, 3] = t[0], t[1], t[2], t[3]
+    out[p, 4], out[p, 5], out[p, 6], out[p, 7] = t[4], t[5], t[6], t[7]
+
+
+@njit_slp(cache=True)
+def top_values8(buf, n_cand, tops):
+    """Write the ten largest scores of each lane of ``buf`` (n_cand, LANES) to ``tops`` (10, LANES).
+
+    ``tops[p, lane]`` is the ``p + 1``-th largest score of the lane (with multiplicity),
+    ``-inf`` past the lane's finite scores. ``buf`` must hold ``-inf`` for ineligible
+    candidates (:func:`load_lanes`). A function of its own, not inlined: numba's
+    parallel-loop analysis rejects its tuple code inside a ``prange`` body; one call
+    serves eight users.
+    """
+    neg = (_NEG, _NEG, _NEG, _NEG, _NEG, _NEG, _NEG, _NEG)
+    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = t8 = t9 = neg
+    for j in range(n_cand):
+        x = (buf[j, 0], buf[j, 1], buf[j, 2], buf[j, 3], buf[j, 4], buf[j, 5], buf[j, 6], buf[j, 7])
+        t0, x = _cx8(t0, x)
+        t1, x = _cx8(t1, x)
+        t2, x = _cx8(t2, x)
+        t3, x = _cx8(t3, x)
+        t4, x = _cx8(t4, x)
+        t5, x = _cx8(t5, x)
+        t6, x = _cx8(t6, x)
+        t7, x = _cx8(t7, x)
+        t8, x = _cx8(t8, x)
+        t9, x = _cx8(t9, x)
+    _store8(tops, 0, t0)
+    _store8(tops, 1, t1)
+    _store8(tops, 2, t2)
+    _store8(tops, 3, t3)
+    _store8(tops, 4, t4)
+    _store8(tops, 5, t5)
+    _store8(tops, 6, t6)
+    _store8(tops, 7, t7)
+    _store8(tops, 8, t8)
+    _store8(tops, 9, t9)
+
+
+@nb.njit(inline="always", cache=True)
+def _insertion_top(buf, lane, k, top_s, top_j):
+    """Top ``k`` of lane ``lane`` by insertion into a sorted buffer (slates over NET_MAX_SLATE)."""
+    n_cand = buf.shape[0]
+    n_top = 0
+    for j in range(n_cand):
+        s = buf[j, lane]
+        if not (s > _NEG):
+            continue
+        if n_top < k:
+            pos = n_top
+            n_top += 1
+        elif s > top_s[k - 1]:
+            pos = k - 1
+        else:
+            continue
+        while pos > 0 and s > top_s[pos - 1]:
+            top_s[pos] = top_s[pos - 1]
+            top_j[pos] = top_j[pos - 1]
+            pos -= 1
+        top_s[pos] = s
+        top_j[pos] = j
+    return n_top
+
+
+@nb.njit(inline="always", cache=True)
+def select_slate(buf, lane, tops, k, gt_j, gt_s, top_s, top_j):
+    """Fill ``top_j[:n_top]`` with lane ``lane``'s top ``k`` candidates; return ``n_top``.
+
+    Order: score descending, ties to the earlier candidate; ``-inf`` (and NaN) never
+    enter. ``tops`` (10, LANES) holds each lane's ten largest scores
+    (:func:`top_values8`); it is not read when ``k > NET_MAX_SLATE`` (insertion).
+    Scratch: ``gt_j``, ``gt_s`` (n_cand,), ``top_s``, ``top_j`` (k,).
+    """
+    if k > NET_MAX_SLATE:
+        return _insertion_top(buf, lane, k, top_s, top_j)
+    n_cand = buf.shape[0]
+    threshold = tops[k - 1, lane]
+    n_gt = 0
+    for j in range(n_cand):  # branch-free compaction of the candidates above the k-th score
+        s = buf[j, lane]
+        gt_j[n_gt] = j
+        gt_s[n_gt] = s
+        n_gt += np.int64(s > threshold)
+    for a in range(n_gt):  # rank: the top scores above it, then equal ones that come earlier
+        sa = gt_s[a]
+        rank = 0
+        n_same = 0
+        for p in range(k):
+            t = tops[p, lane]
+            rank += np.int64(t > sa)
+            n_same += np.int64(t == sa)
+        if n_same > 1:
+            for b in range(a):
+                rank += np.int64(gt_s[b] == sa)
+        top_j[rank] = gt_j[a]
+        top_s[rank] = sa
+    n_top = n_gt
+    if threshold > _NEG:  # fill up with the first candidates equal to the k-th score
+        for j in range(n_cand):
+            if n_top == k:
+                break
+            if buf[j, lane] == threshold:
+                top_j[n_top] = j
+                top_s[n_top] = threshold
+                n_top += 1
+    return n_top

@@ -1,0 +1,86 @@
+"""The eight-lane slate selection against a plain top-k, and the SLP compilation switch."""
+
+import re
+from pathlib import Path
+
+import numba as nb
+import numpy as np
+import pytest
+from numba.core import config as nb_config
+
+from sim.kernels.lanes import LANES, NET_MAX_SLATE, load_lanes, njit_slp, select_slate, top_values8
+
+
+@nb.njit(cache=False)
+def _slates(scores, k):
+    """The lane kernels' slates for every row of ``scores`` (n_rows, n_cand); -1 padded."""
+    n, c = scores.shape
+    out = np.full((n, k), -1, dtype=np.int64)
+    buf = np.empty((c, LANES), dtype=np.float32)
+    tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
+    gt_j = np.empty(c, dtype=np.int64)
+    gt_s = np.empty(c, dtype=np.float32)
+    top_s = np.empty(k, dtype=np.float32)
+    top_j = np.empty(k, dtype=np.int64)
+    for r0 in range(0, n, LANES):
+        n_lanes = min(LANES, n - r0)
+        load_lanes(scores, r0, n_lanes, buf)
+        if k <= NET_MAX_SLATE:
+            top_values8(buf, c, tops)
+        for lane in range(n_lanes):
+            n_top = select_slate(buf, lane, tops, k, gt_j, gt_s, top_s, top_j)
+            for q in range(n_top):
+                out[r0 + lane, q] = top_j[q]
+    return out
+
+
+def _plain_top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Top-k by score descending, ties to the earlier candidate; -inf and NaN never shown."""
+    out = np.full((scores.shape[0], k), -1, dtype=np.int64)
+    for r, row in enumerate(scores):
+        ok = np.flatnonzero(row > -np.inf)  # False for NaN
+        order = ok[np.lexsort((ok, -row[ok].astype(np.float64)))][:k]
+        out[r, : order.size] = order
+    return out
+
+
+def _hard_scores(rng, n_rows: int, n_cand: int) -> np.ndarray:
+    """Random scores with every awkward case: ties, -inf, NaN, few eligible, constant rows."""
+    s = rng.standard_normal((n_rows, n_cand)).astype(np.float32)
+    s[rng.random(s.shape) < 0.1] = -np.inf
+    s[rng.random(s.shape) < 0.02] = np.nan
+    q = n_rows // 8
+    s[:q] = np.round(s[:q] * 2) / 2  # many ties, also around the k-th score
+    s[q : 2 * q] = 0.25  # all equal (a new user's zero profile)
+    s[2 * q : 3 * q, 3:] = -np.inf  # fewer eligible than the slate
+    s[3 * q] = -np.inf  # nothing to show
+    s[3 * q + 1] = np.nan
+    return s
+
+
+@pytest.mark.parametrize("k", [1, 3, 9, 10, 12])
+@pytest.mark.parametrize("n_cand", [5, 100])
+def test_select_slate_equals_plain_top_k(k, n_cand):
+    rng = np.random.default_rng(1000 * k + n_cand)
+    scores = _hard_scores(rng, 8 * 40 + 3, n_cand)  # the last group has 3 lanes
+    np.testing.assert_array_equal(_slates(scores, k), _plain_top(scores, k))
+
+
+def test_njit_slp_switches_the_vectoriser_on_for_its_own_compilation_only():
+    before = nb_config.SLP_VECTORIZE
+
+    @njit_slp(cache=False)
+    def lane_max(a, b):
+        return (
+            max(a[0], b[0]), max(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]),
+            max(a[4], b[4]), max(a[5], b[5]), max(a[6], b[6]), max(a[7], b[7]),
+        )  # fmt: skip
+
+    x = tuple(np.float32(v) for v in range(8))
+    y = tuple(np.float32(7 - v) for v in range(8))
+    assert lane_max(x, y) == tuple(max(a, b) for a, b in zip(x, y, strict=True))
+    assert nb_config.SLP_VECTORIZE == before  # restored after the compilation
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and " avx2" in cpuinfo.read_text():
+        asm = lane_max.inspect_asm(lane_max.signatures[0])
+        assert re.search(r"v(max|min|cmp|blend)\w*ps\s+%ymm", asm), "the eight lanes were not vectorised"
