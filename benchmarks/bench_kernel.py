@@ -5,12 +5,19 @@ recommender: retrieve 100 candidates, score them (D = 16 dot products), show
 the top-10 slate, logit choice among the slate and leaving, watch, update the
 platform profile, habit and interest, and decide whether to go on.
 
-* numba: ``draw_candidates`` + ``dot_scores`` + ``view_step`` on a batch of
-  users who are all in a session with unlimited time, allowance and
+* numba: ``profile_view_step``, the kernel the engine runs for the built-in
+  content-based recommender (retrieval, scoring and the view in one pass), on a
+  batch of users who are all in a session with unlimited time, allowance and
   ``prompt_after``; the session state is reset before every sub-step so every
   row is an agent-step. JIT compilation is excluded (warm-up sub-steps);
-  the rate is that of the fastest sub-step.
+  the rate is that of the fastest sub-step. The same model as three kernels
+  (``draw_candidates`` + ``dot_scores`` + ``view_step``, the path of any other
+  recommender) is timed too (``numba_pipeline_agent_steps_per_s``).
   The engine's per-sub-step Python work (active set, logging) is not timed.
+* scoring throughput: :func:`sim.kernels.lanes.lane_dots` (the scoring part of
+  the fused kernel: 2 x D x n_cand flops per user) against the machine's measured
+  float32 peak, taken as the best of NumPy's BLAS ``sgemm`` on 2048 x 2048
+  matrices (``scoring_fraction_of_sgemm``).
 * Mesa: :meth:`sim.mesa_reference.ReferenceFeedModel.standard_steps`, one
   ``FeedUserAgent.view`` per agent-step, cycling over a few thousand agents;
   the rate is the best of 5 repeats. Single-threaded (plain Python).
@@ -39,6 +46,7 @@ import numpy as np
 
 from sim.engine import BLOCK_SIZE, FeedWorld
 from sim.kernels import feed
+from sim.kernels.lanes import LANES, lane_dots
 from sim.kernels.scoring import dot_scores
 from sim.mesa_reference import ReferenceFeedModel
 from sim.scenario import scenario_from_dict
@@ -58,7 +66,10 @@ def _scenario(n_users: int, n_items: int, dim: int, n_cand: int, slate: int):
 
 
 def bench_numba(n_users: int, n_items: int, dim: int, n_cand: int, slate: int, substeps: int):
-    """Time the fused kernels; return (agent-steps/s of the fastest sub-step, watched share)."""
+    """Time the kernels; return (fused agent-steps/s, three-kernel agent-steps/s, watched share).
+
+    Both rates are those of the fastest sub-step.
+    """
     sc = _scenario(n_users, n_items, dim, n_cand, slate)
     w = FeedWorld(sc)
     u, it, pf = w.users, w.items, w.platform
@@ -71,32 +82,85 @@ def bench_numba(n_users: int, n_items: int, dim: int, n_cand: int, slate: int, s
     out_item = np.empty(n, dtype=np.int32)
     out_min = np.empty(n, dtype=np.float32)
     out_slate = np.empty((n, slate), dtype=np.int32)
+    no_bias = np.zeros(0, dtype=np.float32)
+    state = (
+        it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook, it.length_minutes, it.uid,
+        u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
+        u.in_session_mask, u.time_left, u.streak_minutes, u.since_prompt_minutes,
+        w.alerted_mask, pf.user_hat, w.day_stats, w.cat_counts, w.imp_emb_sum, w.minhash, out_item, out_min, out_slate,
+    )  # fmt: skip
 
-    def substep(step: int) -> float:
+    def fused(step: int) -> float:
+        u.in_session_mask[:] = True
+        u.time_left[:] = np.float32(1e9)
+        t0 = time.perf_counter()
+        starts = feed.retrieval_blocks(active, BLOCK_SIZE)
+        block_cand = np.empty((starts.size - 1, n_cand), dtype=np.int32)
+        feed.profile_view_step(
+            w.key, step, False, active, starts, it.n_items, w.strides, BLOCK_SIZE, w.rec_key, no_bias, 1.0, 0.0,
+            allowance, prompt_after, slate, w.beh, *state, block_cand,
+        )  # fmt: skip
+        return time.perf_counter() - t0
+
+    def pipeline(step: int) -> float:
         u.in_session_mask[:] = True
         u.time_left[:] = np.float32(1e9)
         t0 = time.perf_counter()
         feed.draw_candidates(w.key, step, active, it.n_items, w.strides, BLOCK_SIZE, cand)
         dot_scores(pf.user_hat, active, it.embedding, cand, scores)
-        feed.view_step(
-            w.key, step, False, active, cand, scores, allowance, prompt_after, slate, w.beh,
-            it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
-            it.length_minutes, it.uid,
-            u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
-            u.in_session_mask, u.time_left, u.streak_minutes, u.since_prompt_minutes,
-            w.alerted_mask, pf.user_hat, w.day_stats, w.cat_counts, w.imp_emb_sum,
-            w.minhash, out_item, out_min, out_slate,
-        )  # fmt: skip
+        feed.view_step(w.key, step, False, active, cand, scores, allowance, prompt_after, slate, w.beh, *state)
         return time.perf_counter() - t0
 
-    for s in range(3):  # JIT (or cache load) and a first pass over the memory
-        substep(s)
-    times = []
+    rates = []
     watched = 0
-    for s in range(3, 3 + substeps):
-        times.append(substep(s))
-        watched += int((out_item >= 0).sum())
-    return n / float(np.min(times)), watched / (n * substeps)
+    for kernel in (fused, pipeline):
+        for s in range(3):  # JIT (or cache load) and a first pass over the memory
+            kernel(s)
+        times = []
+        for s in range(3, 3 + substeps):
+            times.append(kernel(s))
+            watched += int((out_item >= 0).sum()) if kernel is fused else 0
+        rates.append(n / float(np.min(times)))
+    return rates[0], rates[1], watched / (n * substeps)
+
+
+def bench_scoring_fraction(dim: int, n_cand: int) -> dict:
+    """The fused kernel's scoring part against the machine's float32 matrix-multiply peak."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2048, 2048), dtype=np.float32)
+    b = rng.standard_normal((2048, 2048), dtype=np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(5))
+    sgemm_flops = 2 * 2048**3 / best
+    vec_t = rng.standard_normal((dim, LANES), dtype=np.float32)
+    et = rng.standard_normal((dim, n_cand), dtype=np.float32)
+    out = np.empty((n_cand, LANES), dtype=np.float32)
+    reps = 20_000
+    _lane_dots_loop(vec_t, et, out, 1)
+    best = min(_timed(lambda: _lane_dots_loop(vec_t, et, out, reps)) for _ in range(5))
+    threads = nb.get_num_threads()
+    scoring_flops = threads * reps * LANES * 2 * dim * n_cand / best  # one lane group per thread, in parallel
+    return {
+        "sgemm_gflops": round(sgemm_flops / 1e9, 1),
+        "scoring_gflops": round(scoring_flops / 1e9, 1),
+        "scoring_fraction_of_sgemm": round(scoring_flops / sgemm_flops, 3),
+    }
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+@nb.njit(parallel=True)
+def _lane_dots_loop(vec_t, et, out, reps):
+    for t in nb.prange(nb.get_num_threads()):
+        mine = np.empty_like(out)
+        for _rep in range(reps):
+            lane_dots(vec_t, et, mine)
+        if t == 0:
+            out[:] = mine
 
 
 def bench_mesa(n_agents: int, n_items: int, dim: int, n_cand: int, slate: int, steps: int):
@@ -140,9 +204,15 @@ def main(argv=None) -> dict:
     mesa_steps = args.mesa_steps or (20_000 if quick else 200_000)
     dim, n_cand, slate, n_items = 16, 100, 10, args.n_items
 
-    numba_rate, watched_share = bench_numba(n_users, n_items, dim, n_cand, slate, substeps)
+    numba_rate, pipeline_rate, watched_share = bench_numba(n_users, n_items, dim, n_cand, slate, substeps)
     size = f"{n_users:,} users, {substeps} sub-steps"
-    print(f"numba kernels : {numba_rate:14,.0f} agent-steps/s ({size})")
+    print(f"numba kernels : {numba_rate:14,.0f} agent-steps/s ({size}; fused kernel)")
+    print(f"  as 3 kernels: {pipeline_rate:14,.0f} agent-steps/s (retrieval, scoring, view: any recommender)")
+    frac = bench_scoring_fraction(dim, n_cand)
+    print(
+        f"scoring part  : {frac['scoring_gflops']:14,.1f} GFLOP/s float32 = {frac['scoring_fraction_of_sgemm']:.1%} "
+        f"of this machine's sgemm ({frac['sgemm_gflops']:,.1f} GFLOP/s)"
+    )
     mesa_rate = bench_mesa(n_agents, n_items, dim, n_cand, slate, mesa_steps)
     size = f"{mesa_steps:,} steps, {n_agents:,} agents"
     print(f"Mesa reference: {mesa_rate:14,.0f} agent-steps/s ({size})")
@@ -151,6 +221,8 @@ def main(argv=None) -> dict:
         "numba_agent_steps_per_s": round(numba_rate),
         "mesa_agent_steps_per_s": round(mesa_rate),
         "ratio": round(numba_rate / mesa_rate, 1),
+        "numba_pipeline_agent_steps_per_s": round(pipeline_rate),
+        **frac,
         "n_threads": nb.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "D": dim,

@@ -33,6 +33,7 @@ import time
 import numba
 import numpy as np
 
+from sim.builtin.recommenders import ContentBased, EngagementMax
 from sim.fleet.world import Fleet
 from sim.kernels import feed
 from sim.kernels import layout as L
@@ -113,9 +114,15 @@ class FeedWorld:
         A pricer instance to use instead of ``scenario.pricer`` (scenarios with a market).
     dispatcher : object, optional
         A dispatcher instance to use instead of ``scenario.dispatcher`` (scenarios with a fleet).
+    fused : bool
+        Let the built-in content-based and engagement recommenders rank inside the view
+        kernel (default); ``False`` sends them through ``score()`` like any other (the same
+        results, slower).
     """
 
-    def __init__(self, scenario: Scenario, replication: int = 0, recommender=None, pricer=None, dispatcher=None):
+    def __init__(
+        self, scenario: Scenario, replication: int = 0, recommender=None, pricer=None, dispatcher=None, fused=True
+    ):
         sc = self.scenario = scenario
         self.replication = replication
         self.key = root_key(sc.seed, replication)
@@ -142,6 +149,10 @@ class FeedWorld:
         self.beh = L.pack_behaviour(sc)
         self.habit_decay = L.habit_decay_per_tick(sc)
         self.recommender = make_recommender(sc.recommender, base=recommender)
+        # The built-in profile-match rankings (content-based, engagement), unwrapped, are computed
+        # inside the view kernel (feed.profile_view_step: the same results, bit for bit, without the
+        # (n_act, n_cand) arrays). Any other recommender, subclasses included, goes through score().
+        self.fused = fused and type(self.recommender) in (ContentBased, EngagementMax)
         self.recommender_label = sc.recommender.kind if recommender is None else type(recommender).__name__
         n_days = sc.clock.days
         self.user_days = np.zeros((n_days, n, L.N_DAY), dtype=np.float32)
@@ -274,21 +285,36 @@ class FeedWorld:
             n_act = active.size
             with _threads_for(n_act):
                 allowance, prompt_after = self._checked_access(n_act)
-                cand = np.empty((n_act, n_cand), dtype=np.int32)
-                feed.draw_candidates(self.key, step, active, it.n_items, self.strides, BLOCK_SIZE, cand)
-                scores = self._checked_scores(self.recommender.score(active_ro, cand, self.view), cand.shape)
                 out_item = np.empty(n_act, dtype=np.int32)
                 out_min = np.empty(n_act, dtype=np.float32)
                 out_slate = np.empty((n_act, k), dtype=np.int32)
-                feed.view_step(
-                    self.key, step, night, active, cand, scores, allowance, prompt_after, k, self.beh,
-                    it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
-                    it.length_minutes, it.uid,
-                    u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
-                    u.in_session_mask, u.time_left, u.streak_minutes, u.since_prompt_minutes,
-                    self.alerted_mask, pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
-                    self.minhash, out_item, out_min, out_slate,
-                )  # fmt: skip
+                if self.fused:  # the recommender's ranking, computed inside the view kernel
+                    bias, sharpness, exploration = self.recommender._profile_ranking(self.view)
+                    starts = feed.retrieval_blocks(active, BLOCK_SIZE)
+                    block_cand = np.empty((starts.size - 1, n_cand), dtype=np.int32)
+                    feed.profile_view_step(
+                        self.key, step, night, active, starts, it.n_items, self.strides, BLOCK_SIZE,
+                        self.rec_key, bias, sharpness, exploration, allowance, prompt_after, k, self.beh,
+                        it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
+                        it.length_minutes, it.uid,
+                        u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
+                        u.in_session_mask, u.time_left, u.streak_minutes, u.since_prompt_minutes,
+                        self.alerted_mask, pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
+                        self.minhash, out_item, out_min, out_slate, block_cand,
+                    )  # fmt: skip
+                else:
+                    cand = np.empty((n_act, n_cand), dtype=np.int32)
+                    feed.draw_candidates(self.key, step, active, it.n_items, self.strides, BLOCK_SIZE, cand)
+                    scores = self._checked_scores(self.recommender.score(active_ro, cand, self.view), cand.shape)
+                    feed.view_step(
+                        self.key, step, night, active, cand, scores, allowance, prompt_after, k, self.beh,
+                        it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
+                        it.length_minutes, it.uid,
+                        u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
+                        u.in_session_mask, u.time_left, u.streak_minutes, u.since_prompt_minutes,
+                        self.alerted_mask, pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
+                        self.minhash, out_item, out_min, out_slate,
+                    )  # fmt: skip
             watched = out_item >= 0
             shown = out_slate[out_slate >= 0]
             impressions += np.bincount(shown, minlength=it.n_items)

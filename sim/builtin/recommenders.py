@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 
+_NO_BIAS = np.zeros(0, dtype=np.float32)
+
+
 def _out(cand_idx: np.ndarray) -> np.ndarray:
     return np.empty(cand_idx.shape, dtype=np.float32)
 
@@ -107,6 +110,10 @@ class ContentBased(BaseRecommender):
         out = _out(cand_idx)
         scoring.dot_scores(view.user_hat, user_idx, view.item_embedding, cand_idx, out)
         return out
+
+    def _profile_ranking(self, view: PlatformView):
+        """``score`` as (item bias, sharpness, exploration) for the engine's fused kernel."""
+        return _NO_BIAS, 1.0, 0.0
 
     def algorithm_card(self, view: PlatformView) -> dict:
         """Art. 16 card: the match of the user's profile with the content, nothing else."""
@@ -179,6 +186,11 @@ class EngagementMax(BaseRecommender):
         ctr = (v + k * ctr_mean) / (imp + k)
         watch = (m + k * watch_mean) / (v + k)
         return np.log(watch * ctr).astype(np.float32)
+
+    def _profile_ranking(self, view: PlatformView):
+        """``score`` as (item bias, sharpness, exploration) for the engine's fused kernel."""
+        log_value = self.log_value_ if self.log_value_ is not None else self._estimates(view.n_items)
+        return log_value, float(self.sharpness), float(self.exploration)
 
     def score(self, user_idx, cand_idx, view: PlatformView):
         """Score = log(CTR-hat x minutes-per-view-hat) + sharpness x profile match."""

@@ -27,19 +27,33 @@ import numba as nb
 import numpy as np
 
 from sim.kernels import layout as L
-from sim.kernels.lanes import LANES, NET_MAX_SLATE, load_lanes, select_slate, top_values8
+from sim.kernels.lanes import LANES, NET_MAX_SLATE, lane_dots, load_lanes, select_slate, top_values8
 from sim.rng import _GOLDEN, Purpose, _mix, hash4, uniform
 
-__all__ = ["CHUNK", "dot16", "draw_candidates", "minhash_item", "open_step", "view_step"]
+__all__ = [
+    "CHUNK",
+    "block_dots",
+    "profile_view_step",
+    "dot16",
+    "draw_candidates",
+    "load_block",
+    "minhash_item",
+    "open_step",
+    "retrieval_blocks",
+    "view_step",
+]
 
 CHUNK = 256  # rows per parallel work item in view_step (scratch buffers are per chunk)
 _GROUPS_PER_CHUNK = CHUNK // LANES
+_BLOCKS_PER_CHUNK = 4  # retrieval blocks per parallel work item in content_view_step
 _P_OPEN = Purpose.OPEN
 _P_OFFSET = Purpose.OPEN_OFFSET
 _P_CAND = Purpose.CANDIDATES
 _P_CHOICE = Purpose.CHOICE
 _P_CONT = Purpose.CONTINUE
 _P_PROMPT = Purpose.REST_PROMPT
+_P_EXPLORE = Purpose.EXPLORE
+_P_RANDOM = Purpose.RANDOM_REC
 _MINHASH_SALT = np.uint64(0x5EED5EED)
 
 
@@ -102,18 +116,22 @@ def draw_candidates(key, step, active_idx, n_items, strides, block_size, out):
     coprime to ``n_items``, so the ``n_cand`` items are distinct and each item
     is equally likely to be a candidate.
     """
-    n_act, n_cand = out.shape
-    n_strides = strides.shape[0]
+    n_act = out.shape[0]
     for r in nb.prange(n_act):
-        b = active_idx[r] // block_size
-        h = hash4(key, step, b, _P_CAND)
-        pos = np.int64(h % np.uint64(n_items))
-        stride = np.int64(strides[np.int64((h >> np.uint64(40)) % np.uint64(n_strides))])
-        for j in range(n_cand):  # pos = (start + j * stride) mod n_items, without a division
-            out[r, j] = np.int32(pos)
-            pos += stride
-            if pos >= n_items:
-                pos -= n_items
+        _block_candidates(key, step, active_idx[r] // block_size, n_items, strides, out[r])
+
+
+@nb.njit(inline="always", cache=True)
+def _block_candidates(key, step, block, n_items, strides, out_row):
+    """Candidates of retrieval block ``block`` at ``step`` into ``out_row`` (n_cand,)."""
+    h = hash4(key, step, block, _P_CAND)
+    pos = np.int64(h % np.uint64(n_items))
+    stride = np.int64(strides[np.int64((h >> np.uint64(40)) % np.uint64(strides.shape[0]))])
+    for j in range(out_row.shape[0]):  # pos = (start + j * stride) mod n_items, without a division
+        out_row[j] = np.int32(pos)
+        pos += stride
+        if pos >= n_items:
+            pos -= n_items
 
 
 @nb.njit(inline="always", cache=True)
@@ -137,6 +155,32 @@ def dot16(a, ia, b, ib, dim):
     for d in range(dim):
         s += a[ia, d] * b[ib, d]
     return s
+
+
+@nb.njit(inline="always", cache=True)
+def load_block(item_emb, cand_row, et):
+    """Copy the embeddings of the candidates ``cand_row`` (n_cand,) into ``et`` (D, n_cand), transposed."""
+    dim = item_emb.shape[1]
+    for j in range(cand_row.shape[0]):
+        i = cand_row[j]
+        for d in range(dim):
+            et[d, j] = item_emb[i, d]
+
+
+@nb.njit(inline="always", cache=True)
+def block_dots(user_vec, u, et, acc):
+    """``acc[j] = user_vec[u] . et[:, j]``, a float32 running sum over d (as :func:`dot16`).
+
+    The loop over candidates is innermost and contiguous, so it runs in SIMD
+    lanes without changing the order of any sum.
+    """
+    dim, c = et.shape
+    for j in range(c):
+        acc[j] = np.float32(0.0)
+    for d in range(dim):
+        ud = user_vec[u, d]
+        for j in range(c):
+            acc[j] += ud * et[d, j]
 
 
 @nb.njit(inline="always", cache=True)
@@ -417,3 +461,142 @@ def view_step(
                     true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt,
                     alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
                 )  # fmt: skip
+
+
+@nb.njit(cache=True)
+def retrieval_blocks(active_idx, block_size):
+    """Row offsets of the retrieval blocks in ``active_idx`` (sorted): int64 (n_blocks + 1,).
+
+    Rows ``starts[b] .. starts[b + 1] - 1`` hold the active users of one block
+    (the same ``u // block_size``), who share their candidates in a sub-step.
+    """
+    n = active_idx.shape[0]
+    starts = np.empty(n + 1, dtype=np.int64)
+    n_blocks = 0
+    prev = -1
+    for r in range(n):
+        b = active_idx[r] // block_size
+        if b != prev:
+            starts[n_blocks] = r
+            n_blocks += 1
+            prev = b
+    starts[n_blocks] = n
+    return starts[: n_blocks + 1].copy()
+
+
+@nb.njit(parallel=True, cache=True)
+def profile_view_step(
+    key, step, night, active_idx, block_starts, n_items, strides, block_size,
+    rec_key, item_bias, sharpness, exploration, allowance, prompt_after, slate_size, beh, emb, category, harmful_mask, true_quality, true_hook, length_minutes, uid,
+    true_interest, true_habit, true_self_control, true_intended, in_session_mask, time_left,
+    streak, since_prompt, alerted_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
+    out_item, out_minutes, out_slate, out_cand,
+):  # fmt: skip
+    """Run retrieval, a profile-match ranking and :func:`view_step` in one pass over the retrieval blocks.
+
+    The ranking is ``item_bias[i] + sharpness * user_hat[u] . emb[i]``, with
+    the whole row replaced by uniform scores with probability ``exploration``
+    (the rule of :func:`sim.kernels.scoring.engagement_scores`); with
+    ``sharpness = 1``, no bias and no exploration it is the content-based
+    ranking of :func:`sim.kernels.scoring.dot_scores`. The results are the same,
+    bit for bit, as :func:`draw_candidates`, then that scoring kernel, then
+    :func:`view_step` (tested). A block's candidate embeddings are loaded once,
+    transposed (D, n_cand); the platform's scores and the users' true matches
+    of eight users are computed from them at once (:func:`lane_dots`); nothing
+    of size (n_act, n_cand) is written.
+
+    Parameters (beyond :func:`view_step`'s)
+    ---------------------------------------
+    block_starts : int64 (n_blocks + 1,)
+        Row offsets of the retrieval blocks (:func:`retrieval_blocks`).
+    n_items, strides, block_size
+        Retrieval, as in :func:`draw_candidates`.
+    rec_key : int
+        The recommender's random key (exploration draws).
+    item_bias : float32 (n_items,) or (0,)
+        Per-item score offset (``log_value_hat`` of the engagement ranking);
+        empty for none (then the score is the dot product itself).
+    sharpness, exploration : float
+        Weight of the profile match; probability of an exploring row.
+    out_cand : int32 (n_blocks, n_cand)
+        Output: each block's candidates.
+    """
+    n_blocks = block_starts.shape[0] - 1
+    n_cand = out_cand.shape[1]
+    dim = emb.shape[1]
+    n_chunks = (n_blocks + _BLOCKS_PER_CHUNK - 1) // _BLOCKS_PER_CHUNK
+    affine = item_bias.shape[0] > 0 or sharpness != 1.0
+    for ch in nb.prange(n_chunks):
+        et = np.empty((dim, n_cand), dtype=np.float32)
+        bias_c = np.empty(n_cand, dtype=np.float32)
+        hat_t = np.empty((dim, LANES), dtype=np.float32)
+        true_t = np.empty((dim, LANES), dtype=np.float32)
+        buf = np.empty((n_cand, LANES), dtype=np.float32)
+        tm = np.empty((n_cand, LANES), dtype=np.float32)
+        tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
+        gt_j = np.empty(n_cand, dtype=np.int64)
+        gt_s = np.empty(n_cand, dtype=np.float32)
+        top_s = np.empty(slate_size, dtype=np.float32)
+        top_j = np.empty(slate_size, dtype=np.int64)
+        util = np.empty(slate_size, dtype=np.float64)
+        match32 = np.empty(slate_size, dtype=np.float32)
+        slate_i = np.empty(slate_size, dtype=np.int64)
+        row_emb = np.empty(dim, dtype=np.float32)
+        for b in range(ch * _BLOCKS_PER_CHUNK, min(n_blocks, (ch + 1) * _BLOCKS_PER_CHUNK)):
+            cand = out_cand[b]
+            r_start, r_end = block_starts[b], block_starts[b + 1]
+            _block_candidates(key, step, active_idx[r_start] // block_size, n_items, strides, cand)
+            load_block(emb, cand, et)
+            if affine:
+                for j in range(n_cand):
+                    bias_c[j] = item_bias[cand[j]]
+            for r0 in range(r_start, r_end, LANES):
+                n_lanes = min(LANES, r_end - r0)
+                for lane in range(LANES):  # the eight users' profiles and true interests, transposed
+                    u = active_idx[r0 + min(lane, n_lanes - 1)]
+                    for d in range(dim):
+                        hat_t[d, lane] = user_hat[u, d]
+                        true_t[d, lane] = true_interest[u, d]
+                lane_dots(hat_t, et, buf)
+                lane_dots(true_t, et, tm)
+                if affine:
+                    for j in range(n_cand):
+                        for lane in range(LANES):
+                            buf[j, lane] = np.float32(bias_c[j] + sharpness * buf[j, lane])
+                for lane in range(n_lanes):
+                    u = active_idx[r0 + lane]
+                    if exploration > 0.0 and uniform(rec_key, step, u, _P_EXPLORE) < exploration:
+                        for j in range(n_cand):
+                            buf[j, lane] = np.float32(uniform(rec_key, step, u * n_cand + j, _P_RANDOM))
+                for j in range(n_cand):  # NaN and the lanes past the group are not eligible
+                    for lane in range(LANES):
+                        s = buf[j, lane]
+                        buf[j, lane] = s if (s > -np.inf) & (lane < n_lanes) else np.float32(-np.inf)
+                if slate_size <= NET_MAX_SLATE:
+                    top_values8(buf, n_cand, tops)
+                for lane in range(n_lanes):
+                    r = r0 + lane
+                    u = active_idx[r]
+                    if not _gate(
+                        r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, time_left,
+                        streak, since_prompt, alerted_mask, out_item, out_minutes, out_slate,
+                    ):  # fmt: skip
+                        continue
+                    n_top = select_slate(buf, lane, tops, slate_size, gt_j, gt_s, top_s, top_j)
+                    if n_top == 0:
+                        _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+                        continue
+                    _impressions(r, u, cand, top_j, n_top, emb, category, harmful_mask, slate_i, row_emb,
+                               cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
+                    for k in range(n_top):
+                        match32[k] = tm[top_j[k], lane]
+                    pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak)
+                    if pick < 0:
+                        _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+                        continue
+                    _watch(
+                        r, u, key, step, night, slate_i[pick], np.float64(match32[pick]), allowance, beh, emb,
+                        harmful_mask, true_quality, true_hook, length_minutes, uid, true_interest, true_habit,
+                        true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt,
+                        alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
+                    )  # fmt: skip

@@ -26,7 +26,7 @@ NET_MAX_SLATE
     Largest slate the network serves; larger slates use the insertion.
 njit_slp
     ``numba.njit`` with the SLP vectoriser on for that function's compilation.
-load_lanes, top_values8, select_slate
+load_lanes, top_values8, select_slate, lane_dots
     The pieces used by the feed kernels.
 """
 
@@ -38,7 +38,7 @@ import numba as nb
 import numpy as np
 from numba.core import config as _nb_config
 
-__all__ = ["LANES", "NET_MAX_SLATE", "load_lanes", "njit_slp", "select_slate", "top_values8"]
+__all__ = ["LANES", "NET_MAX_SLATE", "lane_dots", "load_lanes", "njit_slp", "select_slate", "top_values8"]
 
 LANES = 8
 NET_MAX_SLATE = 10
@@ -223,3 +223,51 @@ def select_slate(buf, lane, tops, k, gt_j, gt_s, top_s, top_j):
                 top_s[n_top] = threshold
                 n_top += 1
     return n_top
+
+
+@nb.njit(inline="always", cache=True)
+def _axpy8(acc, a, e):
+    """``acc + a * e`` lane by lane (float32, one rounding per operation)."""
+    return (
+        acc[0] + a[0] * e, acc[1] + a[1] * e, acc[2] + a[2] * e, acc[3] + a[3] * e,
+        acc[4] + a[4] * e, acc[5] + a[5] * e, acc[6] + a[6] * e, acc[7] + a[7] * e,
+    )  # fmt: skip
+
+
+@njit_slp(cache=True)
+def lane_dots(vec_t, et, out):
+    """``out[j, lane] = vec_t[:, lane] . et[:, j]`` for eight users at once.
+
+    Parameters
+    ----------
+    vec_t : float32 (D, LANES)
+        Eight users' vectors, transposed (one column per user).
+    et : float32 (D, n_cand)
+        The candidates' embeddings, transposed.
+    out : float32 (n_cand, LANES)
+        Output. Each dot product is a float32 running sum over d in coordinate
+        order from 0.0, the order of :func:`sim.kernels.feed.dot16`, so the
+        values are bitwise those of the per-user kernels.
+    """
+    dim, n_cand = et.shape
+    zero = np.float32(0.0)
+    z8 = (zero, zero, zero, zero, zero, zero, zero, zero)
+    n_four = n_cand - n_cand % 4
+    for j in range(0, n_four, 4):  # four candidates at a time: four independent sums in flight
+        acc0 = acc1 = acc2 = acc3 = z8
+        for d in range(dim):
+            a = (vec_t[d, 0], vec_t[d, 1], vec_t[d, 2], vec_t[d, 3], vec_t[d, 4], vec_t[d, 5], vec_t[d, 6], vec_t[d, 7])
+            acc0 = _axpy8(acc0, a, et[d, j])
+            acc1 = _axpy8(acc1, a, et[d, j + 1])
+            acc2 = _axpy8(acc2, a, et[d, j + 2])
+            acc3 = _axpy8(acc3, a, et[d, j + 3])
+        _store8(out, j, acc0)
+        _store8(out, j + 1, acc1)
+        _store8(out, j + 2, acc2)
+        _store8(out, j + 3, acc3)
+    for j in range(n_four, n_cand):
+        acc = z8
+        for d in range(dim):
+            a = (vec_t[d, 0], vec_t[d, 1], vec_t[d, 2], vec_t[d, 3], vec_t[d, 4], vec_t[d, 5], vec_t[d, 6], vec_t[d, 7])
+            acc = _axpy8(acc, a, et[d, j])
+        _store8(out, j, acc)

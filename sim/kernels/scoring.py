@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from sim.kernels.feed import CHUNK
+from sim.kernels.feed import CHUNK, block_dots, load_block
 from sim.rng import Purpose, uniform
 
 __all__ = [
@@ -34,30 +34,12 @@ def _same_candidates(cand_idx, r, q):
 
 
 @nb.njit(inline="always", cache=True)
-def _load_block(item_emb, cand_idx, r, et):
-    """Copy the candidates' embeddings of row ``r`` into ``et`` (D, n_cand), transposed."""
+def _same_candidates(cand_idx, r, q):
     c = cand_idx.shape[1]
-    dim = item_emb.shape[1]
     for j in range(c):
-        i = cand_idx[r, j]
-        for d in range(dim):
-            et[d, j] = item_emb[i, d]
-
-
-@nb.njit(inline="always", cache=True)
-def _dots(user_vec, u, et, acc):
-    """``acc[j] = user_vec[u] . et[:, j]``, a float32 running sum over d (as :func:`feed.dot16`).
-
-    The loop over candidates is innermost and contiguous, so it runs in SIMD
-    lanes without changing the order of any sum.
-    """
-    dim, c = et.shape
-    for j in range(c):
-        acc[j] = np.float32(0.0)
-    for d in range(dim):
-        ud = user_vec[u, d]
-        for j in range(c):
-            acc[j] += ud * et[d, j]
+        if cand_idx[r, j] != cand_idx[q, j]:
+            return False
+    return True
 
 
 @nb.njit(inline="always", cache=True)
@@ -67,9 +49,9 @@ def _block_dots(user_vec, u, item_emb, cand_idx, r, et, acc, cached):
     Returns the row whose candidates ``et`` now holds.
     """
     if cached < 0 or not _same_candidates(cand_idx, r, cached):
-        _load_block(item_emb, cand_idx, r, et)
+        load_block(item_emb, cand_idx[r], et)
         cached = r
-    _dots(user_vec, u, et, acc)
+    block_dots(user_vec, u, et, acc)
     return cached
 
 
