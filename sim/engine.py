@@ -39,6 +39,7 @@ from sim.kernels import feed
 from sim.kernels import layout as L
 from sim.market.world import Market
 from sim.memory import check_memory
+from sim.observers import SubStep
 from sim.platform import InteractionLog, PlatformView, PluginError
 from sim.record import RunRecord
 from sim.registry import make_recommender
@@ -159,6 +160,7 @@ class FeedWorld:
         self.feed_days = np.full((n_days, n, 2), np.nan, dtype=np.float32)  # entropy, top1 share
         self.hourly_minutes = np.zeros((3, 24), dtype=np.float64)
         self.creator_minutes = np.zeros(n_creators(sc), dtype=np.float64)  # attention by creator over the run
+        self._on_substep, self._on_tick, self._on_day_end = [], [], []
         self.tick = 0
         self.substeps = 0
         self.agent_steps = 0
@@ -181,6 +183,14 @@ class FeedWorld:
             else None
         )
         self.fleet = Fleet(sc, replication, self.key, n, dispatcher=dispatcher) if sc.fleet is not None else None
+
+    def add_observer(self, observer) -> None:
+        """Attach an observer (:mod:`sim.observers`); those of its hooks it has are called from now on."""
+        for name, hooks in (("on_substep", self._on_substep), ("on_tick", self._on_tick),
+                            ("on_day_end", self._on_day_end)):  # fmt: skip
+            fn = getattr(observer, name, None)
+            if fn is not None:
+                hooks.append(fn)
 
     # -- protocol checks -------------------------------------------------------------------
     def _checked_scores(self, scores, shape):
@@ -330,6 +340,15 @@ class FeedWorld:
                     it.creator[out_item[watched]], weights=out_min[watched], minlength=self.creator_minutes.size
                 )
             self.agent_steps += n_act
+            if self._on_substep:
+                sub_rec = (
+                    SubStep.make(tick, step, hour, active, out_item, out_min, out_slate,
+                                 block_starts=starts, block_cand=block_cand)
+                    if self.fused
+                    else SubStep.make(tick, step, hour, active, out_item, out_min, out_slate, scores=scores, cand=cand)
+                )  # fmt: skip
+                for fn in self._on_substep:
+                    fn(self, sub_rec)
             active = active[u.in_session_mask[active] & (u.time_left[active] > 0)]
             sub += 1
         self.substeps += sub
@@ -357,6 +376,9 @@ class FeedWorld:
             step=cat(logs_step) if logs_step else np.zeros(0, dtype=np.int64),
             item_impressions=impressions.astype(np.int32),
         )
+        for fn in self._on_tick:  # e.g. fake engagement: the platform sees it, no user watched it
+            log = fn(self, log) or log
+        impressions = log.item_impressions
         pf.item_views_hat += np.bincount(log.item_idx, minlength=it.n_items).astype(np.float32)
         pf.item_minutes_hat += np.bincount(log.item_idx, weights=log.minutes, minlength=it.n_items).astype(np.float32)
         pf.item_impressions_hat += impressions.astype(np.float32)
@@ -375,6 +397,8 @@ class FeedWorld:
             ent, top1 = _entropy_top1(self.cat_counts)
             self.feed_days[day, :, 0] = ent
             self.feed_days[day, :, 1] = top1
+        for fn in self._on_day_end:
+            fn(self, day)
         self.day_stats[:] = 0.0
         self.cat_counts[:] = 0
         decay = np.float32(0.5 ** (1.0 / pf.stats_half_life_days))
