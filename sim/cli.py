@@ -133,11 +133,14 @@ def _progress(args) -> bool:
 
 
 def _write_run_tables(stage: Path, rec, meta: dict) -> None:
-    from sim.output import write_parquet
+    from sim import output
+    from sim.output import write_parquet, write_parquet_batches
 
     if rec.n_users:
         write_parquet(rec.daily(), stage / "metrics.parquet", meta)
-        write_parquet(rec.users_frame(), stage / "users.parquet", meta)
+        n, step = rec.n_users, output.BATCH_ROWS  # one slice of users in memory at a time
+        write_parquet_batches((rec.users_frame(slice(lo, lo + step)) for lo in range(0, n, step)),
+                              stage / "users.parquet", meta)  # fmt: skip
         write_parquet(rec.hourly(), stage / "hourly.parquet", meta)
     if rec.market is not None:
         write_parquet(rec.market.quotes_frame(), stage / "quotes.parquet", meta)

@@ -33,7 +33,7 @@ import time
 import numba
 import numpy as np
 
-from sim.builtin.recommenders import ContentBased, EngagementMax
+from sim.builtin.recommenders import runs_fused
 from sim.fleet.world import Fleet
 from sim.kernels import feed
 from sim.kernels import layout as L
@@ -86,17 +86,29 @@ def _coprime_strides(n_items: int, rng: np.random.Generator, n: int = 64) -> np.
     return np.array((good or [1])[:n], dtype=np.int64)
 
 
+_ENTROPY_ROWS = 1 << 17  # users per chunk: the float64 temporaries stay ~100 MB at any population
+
+
 def _entropy_top1(cat_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Category entropy (nats) and top-category share of each row of counts."""
-    tot = cat_counts.sum(axis=1, dtype=np.float64)
-    safe = np.maximum(tot, 1.0)[:, None]
-    p = cat_counts / safe
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ent = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
-    top1 = cat_counts.max(axis=1) / np.maximum(tot, 1.0)
-    ent[tot == 0] = np.nan
-    top1[tot == 0] = np.nan
-    return ent.astype(np.float32), top1.astype(np.float32)
+    """Category entropy (nats) and top-category share of each row of counts, float32 (n,) each.
+
+    Computed in chunks of rows, so the temporaries do not grow with the population.
+    """
+    n = cat_counts.shape[0]
+    ent = np.empty(n, dtype=np.float32)
+    top1 = np.empty(n, dtype=np.float32)
+    for lo in range(0, n, _ENTROPY_ROWS):
+        counts = cat_counts[lo : lo + _ENTROPY_ROWS]
+        tot = counts.sum(axis=1, dtype=np.float64)
+        p = counts / np.maximum(tot, 1.0)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+        t = counts.max(axis=1) / np.maximum(tot, 1.0)
+        e[tot == 0] = np.nan
+        t[tot == 0] = np.nan
+        ent[lo : lo + counts.shape[0]] = e
+        top1[lo : lo + counts.shape[0]] = t
+    return ent, top1
 
 
 class FeedWorld:
@@ -153,7 +165,7 @@ class FeedWorld:
         # The built-in profile-match rankings (content-based, engagement), unwrapped, are computed
         # inside the view kernel (feed.profile_view_step: the same results, bit for bit, without the
         # (n_act, n_cand) arrays). Any other recommender, subclasses included, goes through score().
-        self.fused = fused and type(self.recommender) in (ContentBased, EngagementMax)
+        self.fused = fused and runs_fused(self.recommender)
         self.recommender_label = sc.recommender.kind if recommender is None else type(recommender).__name__
         n_days = sc.clock.days
         self.user_days = np.zeros((n_days, n, L.N_DAY), dtype=np.float32)
@@ -429,7 +441,8 @@ class FeedWorld:
                 bar.update(1)
         if bar is not None:
             bar.close()
-        return RunRecord.from_world(self, wall_seconds=time.perf_counter() - started)
+        # the run is over: the record takes the world's final arrays instead of copying them
+        return RunRecord.from_world(self, wall_seconds=time.perf_counter() - started, copy=False)
 
 
 def simulate(

@@ -38,7 +38,21 @@ ORDER_BYTES = 140  # one order: the columns of sim.fleet.state._ORDER_FIELDS
 WORKER_BYTES = 160  # one courier's state and traits (sim.fleet.state.Workers), queue of 3 included
 
 
+def _fused(sc: Scenario) -> bool:
+    """Whether the scenario's recommender runs inside the view kernel (:mod:`sim.engine`)."""
+    from sim.builtin.recommenders import runs_fused
+    from sim.registry import make_recommender
+
+    try:
+        return runs_fused(make_recommender(sc.recommender))
+    except Exception:  # a plugin that cannot be built here is reported by the engine
+        return False
+
+
 def _world_bytes(sc: Scenario) -> dict[str, float]:
+    from sim.engine import _ENTROPY_ROWS  # imported here: the engine imports this module
+    from sim.output import BATCH_ROWS
+
     n, d, t = sc.population.n_users, sc.population.interest_dim, sc.clock.days
     m, c = sc.catalogue.n_items, sc.catalogue.n_categories
     k, s = sc.recommender.n_candidates, sc.recommender.slate_size
@@ -55,7 +69,11 @@ def _world_bytes(sc: Scenario) -> dict[str, float]:
         "users": n * per_user,
         "items": m * (4 * d + 8 * 4),
         "per-user-day records": n * t * (11 + 2) * 4,
-        "sub-step buffers": PEAK_ACTIVE_SHARE * n * (k * (4 + 4) + s * 4 + 32),
+        # the fused kernel (built-in profile rankings) keeps no (n_act, n_cand) candidates or scores
+        "sub-step buffers": PEAK_ACTIVE_SHARE * n * ((0 if _fused(sc) else k * (4 + 4)) + s * 4 + 32),
+        # float64 temporaries of the chunked feed entropy (sim.engine._ENTROPY_ROWS rows) and one slice of
+        # users.parquet as a DataFrame and an Arrow table (sim.output.BATCH_ROWS rows, ~200 B each)
+        "end-of-day and output temporaries": min(n, _ENTROPY_ROWS) * c * 8 * 4 + min(n, BATCH_ROWS) * 2 * 200,
     }
     if sc.market is not None:
         mk = sc.market

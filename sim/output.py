@@ -99,6 +99,34 @@ def write_parquet(df: pd.DataFrame, path: Path, metadata_json: dict | None = Non
         pq.write_table(table, tmp)
 
 
+BATCH_ROWS = 1 << 20  # rows per batch of a table written with write_parquet_batches (users.parquet)
+
+
+def write_parquet_batches(frames, path: Path, metadata_json: dict | None = None) -> None:
+    """Write an iterable of DataFrames (same columns and dtypes) as one Parquet file, batch by batch.
+
+    Only one batch is in memory at a time; atomic (temp + rename) like :func:`write_parquet`.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    with atomic_path(path) as tmp:
+        try:
+            for df in frames:
+                table = pa.Table.from_pandas(df, preserve_index=False)
+                if writer is None:
+                    meta = dict(table.schema.metadata or {})
+                    if metadata_json is not None:
+                        meta[b"recaudit"] = json.dumps(metadata_json, default=str).encode()
+                    schema = table.schema.with_metadata(meta)
+                    writer = pq.ParquetWriter(tmp, schema)
+                writer.write_table(table.cast(schema))
+        finally:
+            if writer is not None:
+                writer.close()
+
+
 def write_json(obj, path: Path) -> None:
     """Write JSON (UTF-8, indented)."""
     Path(path).write_text(json.dumps(obj, indent=2, default=str, allow_nan=False) + "\n", encoding="utf-8")

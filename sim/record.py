@@ -257,9 +257,14 @@ class RunRecord:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_world(cls, world, wall_seconds: float = 0.0) -> RunRecord:
-        """Snapshot a finished :class:`sim.engine.FeedWorld`."""
+    def from_world(cls, world, wall_seconds: float = 0.0, copy: bool = True) -> RunRecord:
+        """Snapshot a finished :class:`sim.engine.FeedWorld`.
+
+        With ``copy=False`` the record shares the world's final per-user arrays (no
+        second copy at the end of a large run); the world must not be stepped again.
+        """
         u = world.users
+        keep = np.copy if copy else (lambda a: a)
         rec = world.recommender
         params = rec.get_params() if hasattr(rec, "get_params") else {}
         return cls(
@@ -267,17 +272,17 @@ class RunRecord:
             replication=world.replication,
             recommender=world.recommender_label,
             recommender_params=params,
-            cohort=u.cohort.copy(),
-            age=u.age.copy(),
-            opt_out_mask=u.opt_out_mask.copy(),
-            true_intended_minutes=u.true_intended_minutes.copy(),
+            cohort=keep(u.cohort),
+            age=keep(u.age),
+            opt_out_mask=keep(u.opt_out_mask),
+            true_intended_minutes=keep(u.true_intended_minutes),
             user_days=world.user_days,
             feed_days=world.feed_days,
             hourly_minutes=world.hourly_minutes.copy(),
             true_interest0=u.true_interest0,
-            true_interest=u.true_interest.copy(),
-            imp_emb_sum=world.imp_emb_sum.copy(),
-            minhash=world.minhash.copy(),
+            true_interest=keep(u.true_interest),
+            imp_emb_sum=keep(world.imp_emb_sum),
+            minhash=keep(world.minhash),
             wall_seconds=wall_seconds,
             agent_steps=world.agent_steps,
             market=MarketRecord.from_market(world.market) if world.market is not None else None,
@@ -337,17 +342,22 @@ class RunRecord:
                 )
         return pd.DataFrame(rows)
 
-    def users_frame(self) -> pd.DataFrame:
-        """One row per user with run totals and means (the ``users.parquet`` table)."""
-        ud = self.user_days
+    def users_frame(self, rows: slice | None = None) -> pd.DataFrame:
+        """One row per user with run totals and means (the ``users.parquet`` table).
+
+        ``rows`` selects a slice of users (the CLI writes large populations in slices).
+        """
+        rows = rows if rows is not None else slice(0, self.n_users)
+        ud = self.user_days[:, rows]
         tot = ud.sum(axis=0)
+        lo, hi, _ = rows.indices(self.n_users)
         df = pd.DataFrame(
             {
-                "user_idx": np.arange(self.n_users, dtype=np.int64),
-                "cohort": pd.Categorical.from_codes(self.cohort.astype(np.int64), COHORTS),
-                "age": self.age,
-                "opt_out": self.opt_out_mask,
-                "intended_minutes": self.true_intended_minutes,
+                "user_idx": np.arange(lo, hi, dtype=np.int64),
+                "cohort": pd.Categorical.from_codes(self.cohort[rows].astype(np.int64), COHORTS),
+                "age": self.age[rows],
+                "opt_out": self.opt_out_mask[rows],
+                "intended_minutes": self.true_intended_minutes[rows],
                 "minutes_per_day": tot[:, L.MINUTES] / self.n_days,
                 "max_day_minutes": ud[:, :, L.MINUTES].max(axis=0),
                 "night_minutes_per_day": tot[:, L.NIGHT_MINUTES] / self.n_days,
@@ -358,8 +368,8 @@ class RunRecord:
                      "prompts", "unprompted_streaks", "blocked"):  # fmt: skip
             df[name] = tot[:, L.DAY_COLUMNS.index(name)].astype(np.int64)
         with np.errstate(invalid="ignore"):
-            df["feed_entropy_first_day"] = self.feed_days[0, :, 0]
-            df["feed_entropy_last_day"] = self.feed_days[-1, :, 0]
+            df["feed_entropy_first_day"] = self.feed_days[0, rows, 0]
+            df["feed_entropy_last_day"] = self.feed_days[-1, rows, 0]
         return df
 
     def hourly(self) -> pd.DataFrame:

@@ -49,3 +49,18 @@ def test_audit_counts_every_run(monkeypatch):
     monkeypatch.setattr("sim.memory.available_memory", lambda: 8 * 2**30)
     with pytest.raises(ScenarioError, match="needs about"):
         run_audit(sc, replications=3, workers=2)
+
+
+def test_users_table_written_in_slices_equals_the_whole_frame(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import sim.cli as cli
+    from sim import output
+    from sim.engine import simulate
+
+    sc = load_scenario(ROOT / "scenarios" / "baseline.toml").with_overrides(n_users=300, days=2)
+    rec = simulate(sc)
+    monkeypatch.setattr(output, "BATCH_ROWS", 64)  # 5 slices, the last one short
+    cli._write_run_tables(tmp_path, rec, {"seed": sc.seed})
+    got = pd.read_parquet(tmp_path / "users.parquet")
+    pd.testing.assert_frame_equal(got, rec.users_frame(), check_dtype=True)

@@ -49,6 +49,16 @@ _NO_BIAS = np.zeros(0, dtype=np.float32)
 def _out(cand_idx: np.ndarray) -> np.ndarray:
     return np.empty(cand_idx.shape, dtype=np.float32)
 
+def runs_fused(recommender) -> bool:
+    """Whether the engine computes this recommender's ranking inside the view kernel.
+
+    True for the built-in content-based and engagement recommenders themselves
+    (not wrapped, not subclassed): their ``score`` is known to equal the kernel's
+    profile-match ranking (``_profile_ranking``), bit for bit (tests/test_fused.py).
+    """
+    return type(recommender) in (ContentBased, EngagementMax)
+
+
 
 def _card(signals: dict, purpose: str, description: str) -> dict:
     """Build an algorithm card (Art. 16): declared signal weights and plain-language text."""
