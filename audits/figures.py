@@ -134,6 +134,25 @@ def feed_entropy(records, cf_records, cf_label: str) -> bytes:
     return _png(fig)
 
 
+def stance_distribution(records, cf_records, cf_label: str) -> bytes:
+    """Polarisation: users' stances on the contested issue at the start, and at the end under each algorithm."""
+    from sim.state import stances
+
+    fig, ax = _figure((7.5, 3.2))
+    bins = np.linspace(-1.0, 1.0, 41)
+    start = np.concatenate([stances(r.true_interest0) for r in records])
+    ends = [(np.concatenate([stances(r.true_interest) for r in recs]), label)
+            for recs, label in ((records, "audited, end"), (cf_records, f"{cf_label}, end"))]  # fmt: skip
+    ax.hist(start, bins=bins, histtype="stepfilled", color="0.85", label=f"start (variance {start.var():.3f})")
+    for values, label in ends:
+        ax.hist(values, bins=bins, histtype="step", lw=1.5, label=f"{label} (variance {values.var():.3f})")
+    ax.set_xlabel("stance on the contested issue (interest along the stance axis)")
+    ax.set_ylabel("users")
+    ax.set_title("Polarisation: the spread of users' stances")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 def card_weights(signals, measured, declared, card_source: str = "") -> bytes:
     """Art. 16: declared (card) against measured weight of each ranking signal.
 

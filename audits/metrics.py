@@ -29,6 +29,7 @@ from audits.fleet_metrics import fleet_estimators
 from audits.inequality import gini
 from audits.market_metrics import market_estimators
 from sim.record import RunRecord
+from sim.state import stances
 
 __all__ = ["Estimator", "build_estimators", "cohort_masks"]
 
@@ -190,6 +191,26 @@ def build_estimators(
     watchers = t.day_column("views").sum(axis=0) > 0
     est[("creator_attention_gini", "all")] = Estimator(watchers, lambda idx: gini_t)
     est[("creator_gini_increase", "all")] = Estimator(watchers, lambda idx: gini_t - gini_c)
+
+    # Polarisation (a societal measure): users' stances on the contested issue (their interest along the
+    # stance axis) at the start and the end; the spread of stances is the polarisation (variance, as in
+    # the opinion-dynamics literature, e.g. DiMaggio, Evans & Bryson, AJS 1996: dispersion).
+    no_stances = "" if t.scenario.catalogue.stance_share > 0 else "no stances: catalogue.stance_share = 0"
+    s0, s_t, s_c = stances(t.true_interest0), stances(t.true_interest), stances(c.true_interest)
+    everyone = np.ones(t.n_users, dtype=bool)
+    est[("stance_polarisation_change", "all")] = Estimator(
+        everyone, lambda idx: float(np.var(s_t[idx]) - np.var(s0[idx])) if idx.size else np.nan,
+        undefined_reason=no_stances,
+    )  # fmt: skip
+    est[("polarisation_increase", "all")] = Estimator(
+        everyone, lambda idx: float(np.var(s_t[idx]) - np.var(s_c[idx])) if idx.size else np.nan,
+        undefined_reason=no_stances,
+    )  # fmt: skip
+    # Aggregate regret (a societal measure): the counterfactual-paired regret minutes a user-day, as hours a
+    # day for every million users: small per person, large in sum.
+    est[("aggregate_regret_hours_increase", "all")] = Estimator(
+        masks["all"], lambda idx: float(np.mean(reg_t[idx] - reg_c[idx])) * 1e6 / 60.0 if idx.size else np.nan
+    )
     est.update(market_estimators(t, c, pricer_counterfactual or c, catalogue, masks, Estimator))
     est.update(fleet_estimators(t, dispatcher_counterfactual or c, Estimator))
     return est

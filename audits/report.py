@@ -189,7 +189,8 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
     if recs[0].n_users:
         figs = {
             8: [figures.daily_minutes(recs, cfs, cf), figures.hourly_use(recs)],
-            12: [figures.feed_entropy(recs, cfs, cf)],
+            12: [figures.feed_entropy(recs, cfs, cf)]
+            + ([figures.stance_distribution(recs, cfs, cf)] if sc.catalogue.stance_share > 0 else []),
             17: [figures.optout_alignment(recs)],
             18: [figures.minors_caps(recs, cat), figures.hourly_use(recs)],
         }

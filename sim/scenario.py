@@ -105,6 +105,7 @@ class PopulationSettings(_Settings):
     minor_age_max: Annotated[int, Field(ge=3, le=17)] = 17
     opt_out_share: Prob = 0.05
     interest_dim: Annotated[int, Field(ge=2, le=256)] = 16
+    stance_spread: Annotated[float, Field(ge=0.0, le=5.0)] = 0.3  # users' initial stance (with catalogue stances)
 
     @model_validator(mode="after")
     def _check(self):
@@ -129,6 +130,11 @@ class CatalogueSettings(_Settings):
     harmful_hook_bonus: Annotated[float, Field(ge=0.0, le=5.0)] = 0.4
     mean_item_minutes: Annotated[float, Field(ge=0.05, le=120.0)] = 0.8
     category_spread: Annotated[float, Field(ge=0.0, le=5.0)] = 0.5
+    # Stances (polarisation, a societal measure): a share of items takes a side (+ or -) on one contested
+    # issue, the first axis of the embedding space; users' stance is their interest along that axis and
+    # drifts with what they watch (the interest drift). 0 = no stances (the axis is then an ordinary one).
+    stance_share: Prob = 0.0
+    stance_strength: Annotated[float, Field(ge=0.0, le=5.0)] = 1.0
 
     @model_validator(mode="after")
     def _check(self):

@@ -225,6 +225,9 @@ def make_users(sc: Scenario, centroids: np.ndarray, rng: np.random.Generator) ->
     opens = np.array([b.opens_per_day for b in cb])[cohort] * rng.lognormal(-0.125, 0.5, n)
     open_rate = (opens / sc.ticks_per_day).astype(np.float32)
     opt_out = rng.random(n) < pop.opt_out_share
+    if sc.catalogue.stance_share > 0.0:  # drawn last: without stances every other draw is unchanged
+        interest[:, STANCE_AXIS] = pop.stance_spread * rng.standard_normal(n)
+        interest = _unit_rows(interest)
     return Users(
         cohort=cohort,
         age=age,
@@ -255,6 +258,9 @@ def _draw_item_fields(sc: Scenario, centroids: np.ndarray, rng: np.random.Genera
     quality = rng.normal(0.0, 0.3, m)
     length = rng.lognormal(np.log(cat.mean_item_minutes) - 0.18, 0.6, m)
     creator = rng.integers(0, n_creators(sc), size=m).astype(np.int32)
+    if cat.stance_share > 0.0:  # drawn last: without stances every other draw is unchanged
+        emb[:, STANCE_AXIS] = cat.stance_strength * item_stances(rng, m, cat.stance_share)
+        emb = _unit_rows(emb)
     return dict(
         embedding=emb,
         category=category,
@@ -264,6 +270,22 @@ def _draw_item_fields(sc: Scenario, centroids: np.ndarray, rng: np.random.Genera
         true_quality=quality.astype(np.float32),
         true_hook=hook.astype(np.float32),
     )
+
+
+STANCE_AXIS = 0  # the embedding coordinate that carries the contested issue's stance (with stances)
+
+
+def item_stances(rng: np.random.Generator, m: int, share: float) -> np.ndarray:
+    """Stances of ``m`` new items: 0 (none) or a side, -1..-0.5 or 0.5..1, for a share ``share``."""
+    has = rng.random(m) < share
+    side = np.where(rng.random(m) < 0.5, -1.0, 1.0)
+    return np.where(has, side * rng.uniform(0.5, 1.0, m), 0.0)
+
+
+def stances(interest: np.ndarray) -> np.ndarray:
+    """Users' stances on the contested issue: their unit interest along :data:`STANCE_AXIS`, (n_users,)."""
+    norm = np.maximum(np.linalg.norm(interest, axis=1), 1e-12)
+    return interest[:, STANCE_AXIS] / norm
 
 
 def n_creators(sc: Scenario) -> int:
