@@ -24,6 +24,8 @@ __all__ = [
     "feed_entropy",
     "fraud_exposure",
     "hourly_use",
+    "hotlist_and_ranking",
+    "exposure_vs_organic",
     "minors_caps",
     "minors_payments",
     "optout_alignment",
@@ -431,4 +433,84 @@ def deadline_tightness(records, cf_records, cf_label: str) -> bytes:
     axes[1].legend(fontsize=7)
     axes[0].set_title("Deadline tightness", fontsize=10)
     axes[1].set_title("Implied riding speed", fontsize=10)
+    return _png(fig)
+
+
+# --- Art. 14: bot campaigns and the hot list ----------------------------------------------------------------------
+
+
+def hotlist_and_ranking(records, free_records) -> bytes:
+    """Art. 14: the best-placed target's hot-list position over time, and the ranking's robustness curve.
+
+    Left: the position (by hot-list score) of the best-placed campaign target at every tick, with and without
+    the bots. Right: the positions the targets gained in the recommender's ranking against accepted fake views.
+
+    Parameters
+    ----------
+    records, free_records : list of RunRecord
+        The audited runs (with the bot campaign) and their bot-free counterfactuals, paired by replication.
+    """
+    from audits.manipulation import robustness_curve
+
+    fig, axes = _figure((9.0, 3.6), ncols=2)
+    ax = axes[0]
+    m0 = records[0].manipulation
+    if m0.has_hot_list:
+        hours = (np.arange(m0.hot_target_position.size) - m0.start_tick) * m0.tick_minutes / 60.0
+        post = hours >= 0
+        for recs, color, label in ((records, "#d62728", "with bots"), (free_records, "#1f77b4", "without bots")):
+            for k, r in enumerate(recs):
+                pos = r.manipulation.hot_target_position
+                ax.plot(hours[post], pos[post], color=color, lw=1.0, alpha=0.8, label=label if k == 0 else None)
+        size = m0.hot_items.shape[1]
+        ax.axhline(size + 0.5, color="black", lw=1.0, ls="--")
+        ax.text(0, size + 0.5, f" hot list (top {size})", fontsize=7, va="bottom")
+        ax.set_yscale("log")
+        ax.invert_yaxis()
+        ax.set_ylabel("position by hot-list score (1 = top)")
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no hot list in this scenario", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("hours from the campaign's start")
+    ax.set_title("Best-placed target on the hot list", fontsize=10)
+    ax = axes[1]
+    for k, (t, f) in enumerate(zip(records, free_records, strict=True)):
+        _, fake, disp = robustness_curve(t, f)
+        ax.plot(fake, disp, marker="o", ms=2, lw=1.0, color="#d62728", alpha=0.8,
+                label="replications" if k == 0 else None)  # fmt: skip
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("accepted fake views per target (cumulative)")
+    ax.set_ylabel(f"positions gained among {m0.n_candidates} candidates")
+    ax.set_title("Recommender's ranking of the targets", fontsize=10)
+    return _png(fig)
+
+
+def exposure_vs_organic(records, free_records) -> bytes:
+    """Art. 14: the targets' exposure share with and without the bots, and their organic share of minutes.
+
+    Shares of real users' impressions (with the bots, without them) and of their watch minutes without the bots;
+    bars: mean over replications, dots: replications.
+    """
+
+    def share(num, den):
+        return float(num.sum() / den.sum()) if den.sum() > 0 else float("nan")
+
+    vals = []
+    for t, f in zip(records, free_records, strict=True):
+        mt, mf = t.manipulation, f.manipulation
+        vals.append((share(mt.user_target_impressions, mt.user_impressions),
+                     share(mf.user_target_impressions, mf.user_impressions),
+                     share(mf.user_target_minutes, mf.user_minutes)))  # fmt: skip
+    vals = np.asarray(vals)
+    labels = ["exposure share\nwith bots", "exposure share\nwithout bots", "share of watch minutes\nwithout bots"]
+    colors = ["#d62728", "#1f77b4", "#7f7f7f"]
+    fig, ax = _figure((7.0, 3.4))
+    x = np.arange(3)
+    ax.bar(x, np.nanmean(vals, axis=0), color=colors, alpha=0.8)
+    for row in vals:
+        ax.scatter(x, row, color="black", s=8, zorder=3)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("share of real users' impressions / minutes")
+    kind = records[0].manipulation.target_kind
+    ax.set_title(f"Campaign targets ({kind}): exposure against organic exposure and demand", fontsize=10)
     return _png(fig)

@@ -232,6 +232,9 @@ class RunRecord:
         The fleet part, when the scenario has a ``fleet`` table.
     creator_minutes : float64 (n_creators,)
         Minutes watched of each creator's items over the run (attention by creator).
+    manipulation : sim.bots.ManipulationRecord or None
+        Bot campaign, targets' exposure and rank probes, and the hot-list log (Art. 14), when the scenario
+        has ``[bots]`` or ``[recommender.hot_list]``.
     """
 
     scenario: Scenario
@@ -255,6 +258,7 @@ class RunRecord:
     fleet: FleetRecord | None = None
     creator_minutes: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    manipulation: object | None = None
 
     @classmethod
     def from_world(cls, world, wall_seconds: float = 0.0, copy: bool = True) -> RunRecord:
@@ -288,6 +292,7 @@ class RunRecord:
             market=MarketRecord.from_market(world.market) if world.market is not None else None,
             fleet=FleetRecord.from_fleet(world.fleet) if world.fleet is not None else None,
             creator_minutes=world.creator_minutes.copy(),
+            manipulation=m.record() if (m := getattr(world, "manipulation", None)) is not None else None,
         )
 
     @property
