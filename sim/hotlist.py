@@ -97,7 +97,7 @@ class HotList:
         self.tick_minutes = int(tick_minutes)
         self.n_window = max(1, math.ceil(settings.window_hours * 60.0 / tick_minutes - 1e-9))
         self.ring = np.zeros((self.n_window, n_items), dtype=np.float64)
-        self.fake_ring = np.zeros((self.n_window, n_items), dtype=np.float64)
+        self.fake_ring = None  # the fake part of the counts (auditor's annotation), from the first fake view on
         self.current = np.zeros(0, dtype=np.int32)
         self.score = np.zeros(n_items, dtype=np.float64)
         self.items = np.full((n_ticks, self.size), -1, dtype=np.int32)
@@ -135,16 +135,20 @@ class HotList:
             The new list, best first.
         """
         n_items = self.ring.shape[1]
+        if fake_mask is not None and fake_mask.any() and self.fake_ring is None:
+            self.fake_ring = np.zeros_like(self.ring)
         if replaced_idx.size:
             self.ring[:, replaced_idx] = 0.0
-            self.fake_ring[:, replaced_idx] = 0.0
+            if self.fake_ring is not None:
+                self.fake_ring[:, replaced_idx] = 0.0
         row = tick % self.n_window
         w = self.weights(log)
         self.ring[row] = np.bincount(log.item_idx, weights=w, minlength=n_items)
-        if fake_mask is not None and fake_mask.any():
-            self.fake_ring[row] = np.bincount(log.item_idx[fake_mask], weights=w[fake_mask], minlength=n_items)
-        else:
-            self.fake_ring[row] = 0.0
+        if self.fake_ring is not None:
+            if fake_mask is not None and fake_mask.any():
+                self.fake_ring[row] = np.bincount(log.item_idx[fake_mask], weights=w[fake_mask], minlength=n_items)
+            else:
+                self.fake_ring[row] = 0.0
         score = self.score = self.ring.sum(axis=0)
         top = top_items(score, self.size)
         self.current = top
@@ -154,7 +158,8 @@ class HotList:
             self.item_uid[tick, :k] = item_uid[top]
             self.creator[tick, :k] = item_creator[top]
             self.scores[tick, :k] = score[top]
-            self.fake_scores[tick, :k] = self.fake_ring[:, top].sum(axis=0)
+            if self.fake_ring is not None:
+                self.fake_scores[tick, :k] = self.fake_ring[:, top].sum(axis=0)
             self.n_logged = max(self.n_logged, tick + 1)
         return top
 
