@@ -29,6 +29,7 @@ from audits.catalogue import Catalogue, MetricSpec, load_catalogue
 from audits.fleet_metrics import FLEET_METRICS
 from audits.market_metrics import PRICER_CF_METRICS
 from audits.metrics import Estimator, build_estimators
+from audits.tags_metrics import TAG_METRICS, tag_estimators
 from audits.transparency import TRANSPARENCY_METRICS, simulate_with_probes, transparency_estimators
 from sim.engine import simulate
 from sim.memory import check_memory
@@ -37,6 +38,7 @@ from sim.record import RunRecord
 from sim.registry import make_dispatcher
 from sim.rng import spawn_generators
 from sim.scenario import Scenario
+from sim.tags import pop_evidence, without_attribution
 
 __all__ = ["AuditResult", "Finding", "article_verdicts", "articles_in_scope", "planned_runs", "run_audit", "verdict"]
 
@@ -194,6 +196,10 @@ def run_audit(
         except PluginError as exc:
             raise PluginError(f"audit.counterfactual_dispatcher: {exc}") from None
     dispatcher_scenario = scenario.with_overrides(dispatcher_kind=cf_dispatcher) if dispatcher_cf else None
+    # Art. 10/17: only the audited runs attribute slate items to tags (sim/tags.py); the others are the same runs
+    cf_scenario, pricer_scenario, dispatcher_scenario = (
+        None if x is None else without_attribution(x) for x in (cf_scenario, pricer_scenario, dispatcher_scenario)
+    )
     # the audited run probes its recommender for the Art. 16 card check (audits/transparency.py)
     probe = scenario.population.n_users > 0
     jobs = []
@@ -227,12 +233,14 @@ def run_audit(
             recs[r], cfs[r], cat, rng, pricer_counterfactual=pcfs[r], dispatcher_counterfactual=dcfs[r]
         )
         est.update(transparency_estimators(probes[r], recs[r].n_users, Estimator))
+        est.update(tag_estimators(recs[r].extra.get("tags"), recs[r].n_users, Estimator))
         per_rep.append(est)
     labels = {
         "recommender": f"{cf_kind} recommender" + (f", {cf_pricer} pricer" if scenario.market is not None else ""),
         "pricer": f"{cf_pricer} pricer, same recommender",
         "dispatcher": f"{cf_dispatcher} dispatcher, same orders and couriers",
         "card": "the recommender's algorithm card (declared weights)",
+        "tags": "the same candidates re-ranked without the tags' boost",
     }
     findings = []
     for spec in cat.metrics:
@@ -245,6 +253,8 @@ def run_audit(
                 label = labels["dispatcher"]
             elif spec.metric in TRANSPARENCY_METRICS:
                 label = labels["card"]
+            elif spec.metric in TAG_METRICS:
+                label = labels["tags"]
             else:
                 label = labels["pricer" if spec.metric in PRICER_CF_METRICS else "recommender"]
             findings.append(_finding(spec, cohort, per_rep, reps, conf, boot_rng, scenario, label))
@@ -282,9 +292,11 @@ def _simulate_job(job):
     """Run one job; return ``(record, probe)``, the probe (Art. 16) None unless the job asks for one."""
     scenario, replication, recommender, pricer, dispatcher, probe = job
     kw = dict(replication=replication, recommender=recommender, pricer=pricer, dispatcher=dispatcher)
-    if probe:
-        return simulate_with_probes(scenario, **kw)
-    return simulate(scenario, **kw), None
+    out = simulate_with_probes(scenario, **kw) if probe else (simulate(scenario, **kw), None)
+    tags = pop_evidence(scenario, replication)  # Art. 10/17 (sim/tags.py): the run's tag attribution, if any
+    if tags is not None:
+        out[0].extra["tags"] = tags
+    return out
 
 
 def _run_all(jobs: list, workers: int | None, progress: bool) -> list[tuple]:

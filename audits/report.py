@@ -74,6 +74,11 @@ def _findings_table(findings) -> str:
 _ARTICLE_TEXT = {
     8: "Daily use under the audited recommender against a chronological feed for the same people with the same "
     "random numbers. An uplift above the line means the recommender itself drives the extra use.",
+    10: "The platform keeps interest tags per user (their top watched categories) and raises candidates in a "
+    "user's tagged categories. Each slate item shown to the audited users is attributed to the tags whose boost put "
+    "it there: the same candidates are re-ranked without those tags' boost (the rest of the recommender unchanged) "
+    "and an item that leaves the slate was driven by them. The lines count the items driven by tags on the "
+    "harmful-tag list and the harmful tags written into the platform's profiles; neither is allowed.",
     12: "Category diversity of each user's feed over the run, and how similar users' consumption becomes.",
     16: "What the recommender's algorithm card declares about its main ranking signals (profile match, "
     "popularity, predicted engagement, recency, randomisation) against what it does: the audit probes the "
@@ -146,6 +151,26 @@ def _card_text(result: AuditResult) -> str:
     return f"<p class='muted'>Declared card ({html.escape(probes[0].card_source)}): {text}</p>" if text else ""
 
 
+def _tags_text(sc, art: int) -> str:
+    """Describe the platform's tags, the harmful-tag list and the deletions (Art. 10 and 17), HTML."""
+    tt, tg = sc.recommender.tags, sc.tags
+    if art == 10:
+        harmful = list(tg.harmful_categories) if tg is not None else []
+        text = (f"Tags: the top {tt.n_tags} categories holding at least {tt.min_share:.0%} of a user's watch minutes "
+                f"({tt.half_life_days:g}-day half-life), boosted by {tt.boost:g} standard deviations of the score; "
+                f"harmful-tag list: categories {harmful or 'none'}; the platform "
+                f"{'uses' if tt.use_harmful_tags else 'never writes or uses'} harmful tags.")  # fmt: skip
+    else:
+        if tg is None or tg.delete_share <= 0:
+            return "<p class='muted'>No user deletes a tag in this scenario: the tag-deletion lines are undefined.</p>"
+        keeps = ("hides the tag from the user but keeps targeting with it" if not tt.honour_deletion else
+                 f"stops using it {'at once' if tt.deletion_delay_days == 0 else f'after {tt.deletion_delay_days:g} days'}")  # fmt: skip
+        text = (f"Tag deletion: on day {tg.delete_day + 1} at {tg.delete_hour:02d}:00 each user deletes their top "
+                f"tag with probability {tg.delete_share:.0%}; the platform {keeps}. The lines count the items shown "
+                "afterwards that the deleted tag drove, and how long it kept driving them.")  # fmt: skip
+    return f"<p class='muted'>{html.escape(text)}</p>"
+
+
 def render_html(result: AuditResult, manifest: dict | None = None) -> str:
     """Render an audit result as one self-contained HTML page."""
     sc = result.scenario
@@ -210,6 +235,13 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
             figures.hours_worked(recs, dcfs, dcf_label),
             figures.deadline_tightness(recs, dcfs, dcf_label),
         ]
+    tag_evidence = [r.extra["tags"] for r in recs if "tags" in r.extra]
+    if tag_evidence:  # Art. 10 and 17 (d) (audits/tags_metrics.py)
+        from audits.tags_metrics import tags_figure
+
+        png = tags_figure(tag_evidence)
+        figs.setdefault(10, []).append(png)
+        figs.setdefault(17, []).append(png)
     for art in verdicts:
         if art not in scope:
             continue
@@ -220,6 +252,8 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
             parts.append(f"<p class='muted'>{_NO_MARKET}</p>")
         if art == 16:
             parts.append(_card_text(result))
+        if art in (10, 17) and tag_evidence:
+            parts.append(_tags_text(sc, art))
         parts.append(_findings_table(fs))
         for png in figs.get(art, []):
             parts.append(_img(png, f"Art. {art} evidence"))

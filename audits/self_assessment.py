@@ -64,6 +64,13 @@ def _mitigations(sc) -> list[str]:
     if rec.diversity is not None:
         out.append(f"Diversity re-ranking (Art. 12): maximal marginal relevance, relevance weight "
                    f"{rec.diversity.relevance_weight:g}.")  # fmt: skip
+    if rec.tags is not None and not rec.tags.use_harmful_tags:
+        out.append("Harmful-tag filter (Art. 10): categories on the harmful-tag list are never written into user "
+                   "profiles or used as targeting tags.")  # fmt: skip
+    if rec.tags is not None and rec.tags.honour_deletion:
+        when = "at once" if rec.tags.deletion_delay_days == 0 else f"after {rec.tags.deletion_delay_days:g} days"
+        out.append(f"Tag deletion (Art. 17): users can delete targeting tags; a deleted tag stops driving pushes "
+                   f"{when} and is not learned again.")  # fmt: skip
     if sc.market is not None:
         if sc.market.fraud_filter_recall > 0:
             out.append(f"Fraud filter (Art. 19): offers flagged by fraud detection are withheld; detection recall "

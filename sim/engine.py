@@ -195,6 +195,9 @@ class FeedWorld:
             else None
         )
         self.fleet = Fleet(sc, replication, self.key, n, dispatcher=dispatcher) if sc.fleet is not None else None
+        from sim.tags import attach_tags  # Art. 10/17: tag deletions and attribution, when the platform keeps tags
+
+        self.tags = attach_tags(self)
 
     def add_observer(self, observer) -> None:
         """Attach an observer (:mod:`sim.observers`); those of its hooks it has are called from now on."""

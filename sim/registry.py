@@ -30,6 +30,7 @@ from sim.builtin.recommenders import (
     DiversityReranker,
     MinorsMode,
     NonPersonalised,
+    TagTargeting,
 )
 from sim.platform import PluginError
 from sim.scenario import DispatcherSettings, PricerSettings, RecommenderSettings
@@ -227,6 +228,8 @@ def make_recommender(settings: RecommenderSettings | str | type | object, base=N
     else:
         cls = resolve_recommender_class(settings.kind)
         rec = _construct(cls, dict(settings.params), settings.kind)
+    if settings.tags is not None:  # interest tags and tag targeting (Art. 10, 17): the innermost wrapper
+        rec = TagTargeting(inner=rec, **settings.tags.model_dump())
     if settings.diversity is not None:
         rec = DiversityReranker(inner=rec, **settings.diversity.model_dump())
     if settings.non_personalised is not None:

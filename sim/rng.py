@@ -87,6 +87,7 @@ class Purpose:
     SERVICE = 27  # service time of an order without geography
     WORKER_REST = 28  # does a courier take an unplanned day off (agent: worker, tick: day)
     DELIVERY = 29  # is a platform purchase delivered by the fleet (agent: user, tick: tick)
+    TAG_DELETE = 40  # does a user delete their top interest tag (agent: user, tick: the deletion tick; sim.tags)
 
 
 def root_key(seed: int, replication: int = 0) -> int:

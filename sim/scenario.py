@@ -12,7 +12,7 @@ Scenario, ClockSettings, PopulationSettings, CatalogueSettings,
 BehaviourSettings, CohortBehaviour, RecommenderSettings, DiversitySettings,
 NonPersonalisedSettings, MinorsModeSettings, MarketSettings, MarketCohort,
 PricerSettings, FleetSettings, WorkerSettings, DispatcherSettings, AuditSettings,
-CardSettings
+CardSettings, TagSettings, TagTargetingSettings
     The typed settings tree.
 load_scenario
     Read and validate a TOML file.
@@ -58,6 +58,8 @@ __all__ = [
     "RecommenderSettings",
     "Scenario",
     "ScenarioError",
+    "TagSettings",
+    "TagTargetingSettings",
     "load_scenario",
     "scenario_from_dict",
 ]
@@ -263,6 +265,46 @@ class CardSettings(_Settings):
         return self
 
 
+class TagTargetingSettings(_Settings):
+    """The platform's interest tags and the tag-targeting boost (Art. 10 and 17; :class:`sim.builtin.recommenders.TagTargeting`).
+
+    The platform keeps, per user, decayed watched minutes by item category (half-life ``half_life_days``); the
+    user's *tags* are their top ``n_tags`` categories holding at least ``min_share`` of those minutes.
+    Candidates in a tagged category get ``boost`` standard deviations (of the row's scores) added to their
+    score. ``use_harmful_tags = false`` (the compliant setting, Art. 10) never writes a category on the
+    scenario's harmful-tag list (``[tags] harmful_categories``) into a profile; ``honour_deletion = true``
+    stops using a tag the user deleted ``deletion_delay_days`` after the request (0, the compliant setting:
+    at once, Art. 17 "stop immediately"); ``honour_deletion = false`` hides the tag from the user but keeps it in
+    the profile and keeps targeting with it.
+    """
+
+    boost: NonNegFloat = 1.0
+    n_tags: Annotated[int, Field(ge=1, le=1000)] = 3
+    min_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    half_life_days: PosFloat = 3.0
+    use_harmful_tags: bool = False
+    honour_deletion: bool = True
+    deletion_delay_days: NonNegFloat = 0.0
+
+
+class TagSettings(_Settings):
+    """The world's side of tags (Art. 10 and 17): the harmful-tag list and users who delete a tag.
+
+    ``harmful_categories`` is the harmful-tag list: item categories whose tags must not be written into user
+    profiles or drive pushes (Art. 10; Qinglang 2024 item 1). At ``delete_hour`` on ``delete_day`` (days from
+    0) each user with at least one tag shown to them deletes their top tag with probability ``delete_share``
+    (Art. 17: users may select or delete targeting tags). ``attribute`` runs the auditor's attribution of slate
+    items to tags (the audit switches it off in its counterfactual worlds, which it changes in no way). See
+    :mod:`sim.tags`.
+    """
+
+    harmful_categories: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+    delete_share: Prob = 0.0
+    delete_day: Annotated[int, Field(ge=0)] = 1
+    delete_hour: Annotated[int, Field(ge=0, le=23)] = 12
+    attribute: bool = True
+
+
 class RecommenderSettings(_Settings):
     """Which recommender drives the feed, and its wrappers.
 
@@ -271,7 +313,9 @@ class RecommenderSettings(_Settings):
     ``params`` are passed to its constructor as keywords. Wrappers, when their
     table is present, apply in the order diversity, non_personalised,
     minors_mode (outermost). ``card``, when present, is the algorithm card
-    the platform publishes (Art. 16; :class:`CardSettings`).
+    the platform publishes (Art. 16; :class:`CardSettings`). ``tags``, when present, keeps interest tags per
+    user and boosts candidates in the user's tagged categories (the innermost wrapper, around the base
+    recommender; :class:`TagTargetingSettings`, Art. 10 and 17).
     """
 
     kind: str = "engagement"
@@ -282,6 +326,7 @@ class RecommenderSettings(_Settings):
     non_personalised: NonPersonalisedSettings | None = None
     minors_mode: MinorsModeSettings | None = None
     card: CardSettings | None = None
+    tags: TagTargetingSettings | None = None  # interest tags and tag targeting (Art. 10, 17)
 
     @model_validator(mode="after")
     def _check(self):
@@ -596,6 +641,7 @@ class Scenario(_Settings):
     pricer: PricerSettings = PricerSettings()
     fleet: FleetSettings | None = None
     dispatcher: DispatcherSettings = DispatcherSettings()
+    tags: TagSettings | None = None
     audit: AuditSettings = AuditSettings()
     filing: FilingSettings = FilingSettings()
 
@@ -630,7 +676,33 @@ class Scenario(_Settings):
                 f"recommender.n_candidates ({self.recommender.n_candidates}) exceeds "
                 f"catalogue.n_items ({self.catalogue.n_items})"
             )
+        self._check_tags()
         return self
+
+    def _check_tags(self) -> None:
+        """Check the [tags] and [recommender.tags] tables against the rest of the scenario (Art. 10, 17)."""
+        tg, tt, n_cat = self.tags, self.recommender.tags, self.catalogue.n_categories
+        if tt is not None and tt.n_tags > n_cat:
+            raise ValueError(f"recommender.tags.n_tags ({tt.n_tags}) exceeds catalogue.n_categories ({n_cat}); "
+                             f"fix: n_tags at most {n_cat}")  # fmt: skip
+        if tg is None:
+            return
+        if tt is None:
+            raise ValueError("tags: a [tags] table (harmful-tag list, tag deletions) needs a platform that keeps "
+                             "tags; fix: add a [recommender.tags] table, or remove [tags]")  # fmt: skip
+        bad = [c for c in tg.harmful_categories if c >= n_cat]
+        if bad:
+            raise ValueError(f"tags.harmful_categories: {bad} not below catalogue.n_categories ({n_cat}); fix: "
+                             f"categories 0..{n_cat - 1}")  # fmt: skip
+        if len(set(tg.harmful_categories)) != len(tg.harmful_categories):
+            raise ValueError(f"tags.harmful_categories lists a category twice ({tg.harmful_categories}); fix: list "
+                             "each once")  # fmt: skip
+        if tg.delete_share > 0 and tg.delete_day == 0 and tg.delete_hour == 0:
+            raise ValueError("tags: a deletion at the start of the run (delete_day = 0, delete_hour = 0) finds no tags "
+                             "to delete; fix: delete_hour at least 1, or delete_day at least 1")  # fmt: skip
+        if tg.delete_share > 0 and tg.delete_day >= self.clock.days:
+            raise ValueError(f"tags.delete_day ({tg.delete_day}) is not before the end of the run (clock.days = "
+                             f"{self.clock.days}, days count from 0); fix: delete_day at most {self.clock.days - 1}")  # fmt: skip
 
     def with_overrides(
         self,

@@ -12,6 +12,8 @@ NonPersonalised
     Opted-out users get a ranking that uses none of their data (Art. 17).
 MinorsMode
     Daily caps by age, curfew, rest prompts, harmful-content filter (Art. 18).
+TagTargeting
+    Interest tags per user (top watched categories) whose categories get a score boost (Art. 10 and 17).
 
 All scoring runs in numba kernels (:mod:`sim.kernels.scoring`).
 
@@ -40,6 +42,7 @@ __all__ = [
     "NonPersonalised",
     "Popularity",
     "RandomRecommender",
+    "TagTargeting",
 ]
 
 
@@ -391,3 +394,188 @@ class MinorsMode(_Wrapper):
                 minor, np.minimum(prompt_after, self.rest_prompt_after_minutes), prompt_after
             ).astype(np.float32)
         return allowance, prompt_after
+
+
+@dataclass
+class TagTargeting(_Wrapper):
+    """Interest tags per user and a score boost for candidates in the user's tagged categories (Art. 10, 17).
+
+    The platform keeps decayed watched minutes by category per user (``counts_`` float32 (n_users,
+    n_categories), half-life ``half_life_days``), learned in ``fit`` from the tick's log and
+    ``view.item_category``; a user's tags are their top ``n_tags`` categories holding at least ``min_share`` of
+    those minutes (:func:`sim.tags.select_tags`). ``score`` adds ``boost`` times the standard deviation of the
+    row's finite inner scores (1 when they do not vary) to candidates in a tagged category: the boost is in the
+    inner ranking's own units, whatever the base recommender.
+
+    Harmful tags: with ``use_harmful_tags = False`` categories in ``view.harmful_category_mask`` (the
+    scenario's harmful-tag list, Art. 10) are never written as tags. Deletions (Art. 17): the requests in
+    ``view.tag_deletion_user_idx`` / ``view.tag_deletion_category`` are hidden from the user at once; with
+    ``honour_deletion`` the platform stops using the tag ``deletion_delay_days`` later (0: from the next
+    slate) and never writes it again for that user; without, it keeps the tag in the profile and goes on
+    targeting with it.
+
+    Parameters
+    ----------
+    inner : Recommender
+    boost : float
+        Score boost of a tagged category, in standard deviations of the row's inner scores.
+    n_tags : int
+        Tags per user at most.
+    min_share : float
+        Share of the user's decayed minutes a category needs to become a tag.
+    half_life_days : float
+        Half-life of the counts (days).
+    use_harmful_tags, honour_deletion : bool
+    deletion_delay_days : float
+        Days from a deletion request until an honouring platform stops using the tag.
+    """
+
+    boost: float = 1.0
+    n_tags: int = 3
+    min_share: float = 0.1
+    half_life_days: float = 3.0
+    use_harmful_tags: bool = False
+    honour_deletion: bool = True
+    deletion_delay_days: float = 0.0
+    counts_: np.ndarray | None = field(default=None, init=False, repr=False)
+    tags_: np.ndarray | None = field(default=None, init=False, repr=False)
+    hidden_: np.ndarray | None = field(default=None, init=False, repr=False)
+    blocked_: np.ndarray | None = field(default=None, init=False, repr=False)
+    pending_: list = field(default_factory=list, init=False, repr=False)
+    _cache: tuple | None = field(default=None, init=False, repr=False)
+    _suppress: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def _ensure(self, view):
+        n_cat = int(getattr(view, "n_categories", 0) or (int(view.item_category.max()) + 1))
+        if self.counts_ is None or self.counts_.shape != (view.n_users, n_cat):
+            shape = (view.n_users, n_cat)
+            self.counts_ = np.zeros(shape, dtype=np.float32)
+            self.tags_ = np.zeros(shape, dtype=bool)
+            self.hidden_ = np.zeros(shape, dtype=bool)
+            self.blocked_ = np.zeros(shape, dtype=bool)
+        return n_cat
+
+    def _allowed(self, view, user_idx):
+        """Categories that may be tags of these users: bool (n_batch, n_categories)."""
+        allowed = ~self.blocked_[user_idx]
+        harmful = getattr(view, "harmful_category_mask", None)
+        if not self.use_harmful_tags and harmful is not None:
+            allowed &= ~np.asarray(harmful)[None, :]
+        return allowed
+
+    def fit(self, view, log):
+        """Fit the wrapped recommender; update the tag counts, apply deletion requests, re-tag touched users."""
+        from sim.tags import select_tags, update_tag_counts
+
+        self.inner.fit(view, log)
+        self._ensure(view)
+        decay = 0.5 ** (view.tick_minutes / (1440.0 * self.half_life_days))
+        touched = update_tag_counts(self.counts_, log.user_idx, log.item_idx, log.minutes, view.item_category, decay)
+        req_u = np.asarray(getattr(view, "tag_deletion_user_idx", np.zeros(0, dtype=np.int64)), dtype=np.int64)
+        req_c = np.asarray(getattr(view, "tag_deletion_category", np.zeros(0, dtype=np.int64)), dtype=np.int64)
+        if req_u.size:
+            self.hidden_[req_u, req_c] = True  # gone from the user's tag page at once
+            if self.honour_deletion:
+                delay_ticks = int(round(self.deletion_delay_days * 1440.0 / view.tick_minutes))
+                self.pending_.append((view.tick + 1 + delay_ticks, req_u.copy(), req_c.copy()))
+        due = [p for p in self.pending_ if p[0] <= view.tick + 1]  # effective from the next tick's first slate
+        self.pending_ = [p for p in self.pending_ if p[0] > view.tick + 1]
+        for _, u, c in due:
+            self.blocked_[u, c] = True
+            self.counts_[u, c] = 0.0
+            touched = np.union1d(touched, u)
+        if touched.size:
+            self.tags_[touched] = select_tags(self.counts_[touched], self.n_tags, self.min_share,
+                                              self._allowed(view, touched))  # fmt: skip
+        return self
+
+    def used_tags(self, user_idx):
+        """Tags the platform targets these users with now: bool (n_batch, n_categories)."""
+        return self.tags_[user_idx].copy()
+
+    def profile_tags(self, user_idx):
+        """Tags in these users' profiles (used, or hidden from the user but kept): bool (n_batch, n_categories)."""
+        return self.tags_[user_idx].copy()
+
+    def top_shown_tag(self, user_idx):
+        """Each user's top tag on their tag page (used and not hidden), -1 if none: int64 (n_batch,)."""
+        if self.tags_ is None:
+            return np.full(np.asarray(user_idx).shape, -1, dtype=np.int64)
+        shown = self.tags_[user_idx] & ~self.hidden_[user_idx]
+        key = np.where(shown, self.counts_[user_idx].astype(np.float64), -np.inf)
+        top = np.argmax(key, axis=1).astype(np.int64)  # ties to the lower category
+        return np.where(shown.any(axis=1), top, -1)
+
+    def score(self, user_idx, cand_idx, view):
+        """Inner scores plus ``boost`` row standard deviations for candidates in a tagged category."""
+        if self._suppress is not None:  # the auditor's replay (sim.tags.TagAudit): this sub-step's inner scores
+            step, users, cands, inner, sd = self._cache
+            order = np.argsort(users, kind="stable")
+            at = np.minimum(np.searchsorted(users[order], user_idx), users.size - 1)
+            rows = order[at]
+            same = np.array_equal(users[rows], user_idx) and np.array_equal(cands[rows], cand_idx)
+            if step != view.step or not same:
+                raise RuntimeError("TagTargeting.replay: rows not scored in this sub-step")
+            sup_users, sup_rows = self._suppress
+            at = np.minimum(np.searchsorted(sup_users, user_idx), sup_users.size - 1)
+            sup = np.where((sup_users[at] == user_idx)[:, None], sup_rows[at], False)
+            return self._boosted(inner[rows], sd[rows], user_idx, cand_idx, view, sup)
+        inner = np.ascontiguousarray(self.inner.score(user_idx, cand_idx, view), dtype=np.float32)
+        if self.tags_ is None or self.boost == 0 or inner.size == 0:
+            return inner
+        from sim.tags import row_spread
+
+        sd = np.empty(inner.shape[0], dtype=np.float32)
+        row_spread(inner, sd)
+        self._cache = (view.step, np.asarray(user_idx).copy(), np.asarray(cand_idx).copy(), inner, sd)
+        return self._boosted(inner, sd, user_idx, cand_idx, view, None)
+
+    def _boosted(self, inner, sd, user_idx, cand_idx, view, suppress):
+        from sim.tags import add_boost
+
+        use = self.tags_[user_idx]
+        if suppress is not None:
+            use &= ~suppress
+        out = np.empty(inner.shape, dtype=np.float32)
+        add_boost(np.ascontiguousarray(inner), np.ascontiguousarray(sd), use, np.asarray(view.item_category),
+                  np.ascontiguousarray(cand_idx, dtype=np.int32), np.float32(self.boost), out)  # fmt: skip
+        return out
+
+    def replay(self, recommender, user_idx, cand_idx, view, suppress):
+        """Re-run ``recommender`` (the full chain holding this wrapper) on rows scored in this sub-step.
+
+        Parameters
+        ----------
+        recommender : Recommender
+            The full chain holding this wrapper.
+        user_idx : int64 (n_batch,)
+            Sorted, distinct users scored in this sub-step.
+        cand_idx : int32 (n_batch, n_cand)
+            Their candidates in this sub-step.
+        view : PlatformView
+        suppress : bool (n_batch, n_categories)
+            Tags whose boost is removed for each row.
+
+        Returns
+        -------
+        float32 (n_batch, n_cand)
+            The chain's scores with those boosts removed; the inner scores are replayed from the sub-step's own
+            call, not recomputed.
+        """
+        if self._cache is None:
+            raise RuntimeError("TagTargeting.replay: nothing scored yet")
+        self._suppress = (np.asarray(user_idx), np.asarray(suppress, dtype=bool))
+        try:
+            return np.asarray(recommender.score(user_idx, cand_idx, view), dtype=np.float32)
+        finally:
+            self._suppress = None
+
+    def algorithm_card(self, view):
+        """Return the wrapped recommender's Art. 16 card, its description saying that tagged categories are boosted."""
+        card = super().algorithm_card(view)
+        if card is None:
+            return None
+        text = (f" Items in the user's interest tags (up to {self.n_tags} categories holding at least "
+                f"{self.min_share:.0%} of their recent watch time) are raised by {self.boost:g} standard deviations "
+                "of the score.")  # fmt: skip
+        return {**card, "description": str(card.get("description", "")) + text}
