@@ -27,10 +27,14 @@ from scipy import stats
 
 from audits.catalogue import Catalogue, MetricSpec, load_catalogue
 from audits.fleet_metrics import FLEET_METRICS
+from audits.logs import LOG_METRICS, collect_log_evidence, log_estimators
+from audits.manipulation import MANIPULATION_METRICS, manipulation_estimators
 from audits.market_metrics import PRICER_CF_METRICS
 from audits.metrics import Estimator, build_estimators
 from audits.tags_metrics import TAG_METRICS, tag_estimators
 from audits.transparency import TRANSPARENCY_METRICS, simulate_with_probes, transparency_estimators
+from sim.bots import bot_free_scenario
+from sim.decision_log import without_decision_log
 from sim.engine import simulate
 from sim.memory import check_memory
 from sim.platform import PluginError
@@ -174,15 +178,16 @@ def run_audit(
     cf_kind = scenario.audit.counterfactual
     cf_pricer = scenario.audit.counterfactual_pricer
     cf_dispatcher = scenario.audit.counterfactual_dispatcher
-    cf_scenario = scenario.with_overrides(
-        recommender_kind=cf_kind, pricer_kind=cf_pricer, dispatcher_kind=cf_dispatcher
+    # only the audited runs keep the platform's decision log (Art. 28); counterfactual worlds keep none
+    cf_scenario = without_decision_log(
+        scenario.with_overrides(recommender_kind=cf_kind, pricer_kind=cf_pricer, dispatcher_kind=cf_dispatcher)
     )
     # With a market and a pricer other than the reference, a second counterfactual swaps the
     # pricer only (same recommender): the pricing findings compare against it.
     pricer_cf = scenario.market is not None and (
         pricer is not None or scenario.pricer.kind != cf_pricer or bool(scenario.pricer.params)
     )
-    pricer_scenario = scenario.with_overrides(pricer_kind=cf_pricer) if pricer_cf else None
+    pricer_scenario = without_decision_log(scenario.with_overrides(pricer_kind=cf_pricer)) if pricer_cf else None
     # The fleet's findings compare dispatchers on the same orders. With orders from a demand profile the
     # full counterfactual has the same orders; with orders from purchases a further run swaps the
     # dispatcher only. A dispatcher equal to the counterfactual one is its own counterfactual.
@@ -195,10 +200,16 @@ def run_audit(
             make_dispatcher(cf_dispatcher)
         except PluginError as exc:
             raise PluginError(f"audit.counterfactual_dispatcher: {exc}") from None
-    dispatcher_scenario = scenario.with_overrides(dispatcher_kind=cf_dispatcher) if dispatcher_cf else None
+    dispatcher_scenario = (
+        without_decision_log(scenario.with_overrides(dispatcher_kind=cf_dispatcher)) if dispatcher_cf else None
+    )
+    # Art. 14: a bot campaign is judged against the same scenario without bot accounts (audits/manipulation.py)
+    bots_cf = scenario.bots is not None and scenario.population.n_users > 0
+    bot_free = without_decision_log(bot_free_scenario(scenario)) if bots_cf else None
     # Art. 10/17: only the audited runs attribute slate items to tags (sim/tags.py); the others are the same runs
-    cf_scenario, pricer_scenario, dispatcher_scenario = (
-        None if x is None else without_attribution(x) for x in (cf_scenario, pricer_scenario, dispatcher_scenario)
+    cf_scenario, pricer_scenario, dispatcher_scenario, bot_free = (
+        None if x is None else without_attribution(x)
+        for x in (cf_scenario, pricer_scenario, dispatcher_scenario, bot_free)
     )
     # the audited run probes its recommender for the Art. 16 card check (audits/transparency.py)
     probe = scenario.population.n_users > 0
@@ -210,21 +221,31 @@ def run_audit(
             jobs.append((pricer_scenario, r, copy.deepcopy(recommender), None, copy.deepcopy(dispatcher), False))
         if dispatcher_cf:
             jobs.append((dispatcher_scenario, r, copy.deepcopy(recommender), copy.deepcopy(pricer), None, False))
+        if bots_cf:
+            jobs.append((bot_free, r, copy.deepcopy(recommender), copy.deepcopy(pricer), copy.deepcopy(dispatcher),
+                         False))  # fmt: skip
     n_workers = min(len(jobs), os.cpu_count() or 1) if workers is None else max(1, workers)
     check_memory(scenario, runs=len(jobs), concurrent=n_workers)
     outputs = _run_all(jobs, workers=workers, progress=progress)
     done = [rec for rec, _ in outputs]
-    stride = 2 + int(pricer_cf) + int(dispatcher_cf)
+    stride = 2 + int(pricer_cf) + int(dispatcher_cf) + int(bots_cf)
     recs, cfs = done[0::stride], done[1::stride]
     probes = [p for _, p in outputs[0::stride]]
     pcfs = done[2::stride] if pricer_cf else recs
     if dispatcher_cf:
-        dcfs = done[stride - 1 :: stride]
+        dcfs = done[2 + int(pricer_cf) :: stride]
     elif scenario.fleet is not None and same_dispatcher:
         dcfs = recs
     else:
         dcfs = cfs
 
+    # Art. 28: read and replay each audited run's decision log (audits/logs.py); none kept -> no evidence
+    rebuildable = recommender is None and pricer is None and dispatcher is None
+    log_evidence = [
+        collect_log_evidence(scenario, r, recs[r], resimulate=rebuildable) if scenario.decision_log.enabled else None
+        for r in range(reps)
+    ]
+    bfs = done[stride - 1 :: stride] if bots_cf else []
     conf = scenario.audit.confidence
     per_rep = []
     for r in range(reps):
@@ -233,6 +254,8 @@ def run_audit(
             recs[r], cfs[r], cat, rng, pricer_counterfactual=pcfs[r], dispatcher_counterfactual=dcfs[r]
         )
         est.update(transparency_estimators(probes[r], recs[r].n_users, Estimator))
+        est.update(manipulation_estimators(recs[r], bfs[r] if bots_cf else None, Estimator))
+        est.update(log_estimators(log_evidence[r], recs[r], Estimator))
         est.update(tag_estimators(recs[r].extra.get("tags"), recs[r].n_users, Estimator))
         per_rep.append(est)
     labels = {
@@ -240,6 +263,8 @@ def run_audit(
         "pricer": f"{cf_pricer} pricer, same recommender",
         "dispatcher": f"{cf_dispatcher} dispatcher, same orders and couriers",
         "card": "the recommender's algorithm card (declared weights)",
+        "bots": "the same scenario without bot accounts (bots.n_bots = 0)",
+        "log": "the audited run's own decision log",
         "tags": "the same candidates re-ranked without the tags' boost",
     }
     findings = []
@@ -253,6 +278,10 @@ def run_audit(
                 label = labels["dispatcher"]
             elif spec.metric in TRANSPARENCY_METRICS:
                 label = labels["card"]
+            elif spec.metric in MANIPULATION_METRICS:
+                label = labels["bots"]
+            elif spec.metric in LOG_METRICS:
+                label = labels["log"]
             elif spec.metric in TAG_METRICS:
                 label = labels["tags"]
             else:
@@ -267,7 +296,7 @@ def run_audit(
         dispatcher_counterfactual_records=dcfs,
         catalogue=cat,
         wall_seconds=time.perf_counter() - started,
-        extra={"probes": probes},
+        extra={"probes": probes, "logs": log_evidence, "bot_free_records": bfs},
     )
 
 
@@ -375,7 +404,8 @@ def planned_runs(scenario: Scenario, replications: int) -> int:
     pricer_cf = scenario.market is not None and (scenario.pricer.kind != cf_pricer or bool(scenario.pricer.params))
     same = scenario.dispatcher.kind == scenario.audit.counterfactual_dispatcher and not scenario.dispatcher.params
     dispatcher_cf = _needs_dispatcher_cf(scenario, same)
-    return replications * (2 + int(pricer_cf) + int(dispatcher_cf))
+    bots_cf = scenario.bots is not None and scenario.population.n_users > 0  # the bot-free run (Art. 14)
+    return replications * (2 + int(pricer_cf) + int(dispatcher_cf) + int(bots_cf))
 
 
 def articles_in_scope(findings: list[Finding]) -> set[int]:

@@ -163,12 +163,18 @@ def log_estimators(ev: LogEvidence | None, record, estimator) -> dict:
     if ev is None:
         simulated, decisions = _decisions(record)
         ev = LogEvidence(None, simulated, decisions, reason="the platform keeps no decision log")
+    if record.scenario.decision_log.enabled is None:  # logging not modelled: Art. 28 is not assessed
+        not_modelled = ("the scenario does not model the platform's logs (add a [decision_log] table; "
+                        "enabled = false declares a platform that keeps none)")  # fmt: skip
+        ev = LogEvidence(None, {kind: False for kind in DECISION_KINDS}, ev.decisions, reason=not_modelled)
     n_workers = record.fleet.n_workers if record.fleet is not None else 0
     est = {}
     for kind in DECISION_KINDS:
         n_scope = n_workers if kind == "dispatch" else record.n_users
         mask = np.ones(n_scope, dtype=bool) if ev.simulated[kind] else np.zeros(record.n_users, dtype=bool)
-        absent = "" if ev.simulated[kind] else f"no {kind} decisions in this scenario"
+        absent = (
+            "" if ev.simulated[kind] else (ev.reason if ev.decisions[kind] else f"no {kind} decisions in this scenario")
+        )
         made = ev.decisions[kind]
         logged = ev.complete_rows.get(kind, 0)
         unlogged = 1.0 - min(logged, made) / made if made else 0.0

@@ -80,6 +80,12 @@ _ARTICLE_TEXT = {
     "and an item that leaves the slate was driven by them. The lines count the items driven by tags on the "
     "harmful-tag list and the harmful tags written into the platform's profiles; neither is allowed.",
     12: "Category diversity of each user's feed over the run, and how similar users' consumption becomes.",
+    14: "A campaign of bot accounts fakes views of target items or creators. The audit runs the same scenario "
+    "without the bot accounts (same people, items, random numbers and targets) and measures what the fake "
+    "engagement bought: the targets' share of real users' impressions against their organic share (the "
+    "over-recommendation index), the positions they gained in the recommender's ranking (probed hourly on the "
+    "same users and candidate sets in both runs), how long the campaign took to put a target on the hot list, "
+    "the share of the hot list the targets held, and how many fake views the platform's filter caught.",
     16: "What the recommender's algorithm card declares about its main ranking signals (profile match, "
     "popularity, predicted engagement, recency, randomisation) against what it does: the audit probes the "
     "recommender at fixed times of each day on random candidate sets of users who have not opted out, and "
@@ -97,6 +103,12 @@ _ARTICLE_TEXT = {
     "continuous work without a 20-minute pause, weeks without a rest day, where deadlines sit in the distribution "
     "of delivery times and the riding speed they imply, and lateness penalties, including those for delays the "
     "courier could not control (weather, waiting at the merchant).",
+    28: "Whether the platform's decision log holds every slate, price quote and dispatch of the audited run with "
+    "its inputs, the algorithm's version and its outputs (counted on disk against the run's own record), "
+    "whether the retention horizon it declares meets the legal minimum (six months for network logs, three "
+    "years for transaction records), and whether its decisions reproduce bit for bit when the audit "
+    "re-simulates the first days from the scenario and seed stored with the log and recomputes each slate "
+    "from its logged candidates and scores. A platform that keeps no log fails.",
     21: "Prices compared with the uniform price for the same product at the same time (the reference pricer's "
     "quote, recorded next to every quote): loyal against new customers, iOS against Android, the effect of "
     "non-cost traits, undisclosed differences, and the consumer surplus moved to the platform.",
@@ -149,6 +161,41 @@ def _card_text(result: AuditResult) -> str:
             html.escape(t.get("description", ""))]  # fmt: skip
     text = " ".join(b for b in bits if b)
     return f"<p class='muted'>Declared card ({html.escape(probes[0].card_source)}): {text}</p>" if text else ""
+
+
+def _log_text(result: AuditResult) -> str:
+    """Return where the decision log is and what its replay found (HTML)."""
+    logs = [e for e in result.extra.get("logs", []) if e is not None]
+    if not logs or logs[0].log_dir is None:
+        why = logs[0].reason if logs else "the platform keeps no decision log"
+        return (f"<p class='muted'>{html.escape(why)} (enable it with a [decision_log] table or "
+                "<code>--decision-log</code>).</p>")  # fmt: skip
+    lines = "<br>".join(html.escape(line) for e in logs for line in e.replay_lines)
+    return f"<p class='muted'>Decision log: <code>{html.escape(str(logs[0].log_dir))}</code>.<br>{lines}</p>"
+
+
+def _hotlist_text(result: AuditResult) -> str:
+    """Return the hot list's published principle and the campaign's settings (Art. 14, HTML)."""
+    sc = result.scenario
+    bits = []
+    hl = sc.recommender.hot_list
+    if hl is not None:
+        unit = "views" if hl.signal == "views" else "watch minutes"
+        feed = (f"its items take up to {hl.feed_slots} of the first slate positions when among a user's candidates"
+                if hl.feed_slots else "it does not place items in the feed")  # fmt: skip
+        bits.append(f"Hot list: the {hl.size} items with the most {unit} the platform counted in the last "
+                    f"{hl.window_hours:g} h, recomputed every {sc.clock.tick_minutes} min; {feed}; every list is "
+                    "logged (<code>hotlist.parquet</code>).")  # fmt: skip
+    else:
+        bits.append("The platform runs no hot list ([recommender.hot_list]): the hot-list lines are undefined.")
+    b = sc.bots
+    if b is not None:
+        what = f"{b.n_targets} {b.target} ({b.choose})"
+        until = "the end of the run" if b.duration_hours is None else f"{b.duration_hours:g} h"
+        bits.append(f"Campaign: {b.n_bots} bot accounts, {b.views_per_bot_hour:g} fake views an hour each of "
+                    f"{what}, from day {b.start_day + 1} at {b.start_hour:02d}:00 for {until}; the platform's "
+                    f"filter catches {b.detection_rate:.0%} of fake views.")  # fmt: skip
+    return "<p class='muted'>" + " ".join(bits) + "</p>"
 
 
 def _tags_text(sc, art: int) -> str:
@@ -242,6 +289,13 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
         png = tags_figure(tag_evidence)
         figs.setdefault(10, []).append(png)
         figs.setdefault(17, []).append(png)
+    if "logs" in result.extra:  # Art. 28 (audits/logs.py)
+        from audits.logs import decisions_by_hour_figure
+
+        figs[28] = [decisions_by_hour_figure(result.extra["logs"])]
+    bfs = result.extra.get("bot_free_records") or []
+    if bfs:  # Art. 14 (audits/manipulation.py)
+        figs[14] = [figures.hotlist_and_ranking(recs, bfs), figures.exposure_vs_organic(recs, bfs)]
     for art in verdicts:
         if art not in scope:
             continue
@@ -250,10 +304,14 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
         parts.append(f"<p>{html.escape(_ARTICLE_TEXT.get(art, ''))}</p>")
         if art in (19, 21) and recs[0].market is None:
             parts.append(f"<p class='muted'>{_NO_MARKET}</p>")
+        if art == 14:
+            parts.append(_hotlist_text(result))
         if art == 16:
             parts.append(_card_text(result))
         if art in (10, 17) and tag_evidence:
             parts.append(_tags_text(sc, art))
+        if art == 28:
+            parts.append(_log_text(result))
         parts.append(_findings_table(fs))
         for png in figs.get(art, []):
             parts.append(_img(png, f"Art. {art} evidence"))

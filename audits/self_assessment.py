@@ -71,6 +71,14 @@ def _mitigations(sc) -> list[str]:
         when = "at once" if rec.tags.deletion_delay_days == 0 else f"after {rec.tags.deletion_delay_days:g} days"
         out.append(f"Tag deletion (Art. 17): users can delete targeting tags; a deleted tag stops driving pushes "
                    f"{when} and is not learned again.")  # fmt: skip
+    if sc.bots is not None and sc.bots.detection_rate > 0:
+        out.append(f"Bot filter (Art. 14): fake views are caught and dropped before they are counted; detection "
+                   f"rate {sc.bots.detection_rate:.0%}.")  # fmt: skip
+    if rec.hot_list is not None:
+        hl = rec.hot_list
+        out.append(f"Hot list (Art. 14, Qinglang 2024 item 2): published principle: the {hl.size} items with the most "
+                   f"{hl.signal} in the last {hl.window_hours:g} h, recomputed every tick; every list logged "
+                   "(hotlist.parquet) so results can be verified.")  # fmt: skip
     if sc.market is not None:
         if sc.market.fraud_filter_recall > 0:
             out.append(f"Fraud filter (Art. 19): offers flagged by fraud detection are withheld; detection recall "
@@ -120,6 +128,17 @@ def _card_line(probes) -> str:
             + (f"; purpose: {purpose}." if purpose else "."))  # fmt: skip
 
 
+def _log_line(sc) -> str:
+    """Describe the decision log the platform keeps (Art. 28), as configured."""
+    st = sc.decision_log
+    if not st.enabled:
+        return "- Decision log (Art. 28): none kept."
+    keep = ", ".join(f"{k} {st.retention_days[k]} days" for k in st.kinds)
+    inputs = "candidates and scores" if st.scores else ("candidates" if st.candidates else "no ranking inputs")
+    return (f"- Decision log (Art. 28): {', '.join(st.kinds)} decisions with {inputs}, algorithm version and "
+            f"outputs, as partitioned Parquet; retention {keep}.")  # fmt: skip
+
+
 def _algorithms(sc, rec0, probes=None) -> list[str]:
     lines = []
     if sc.population.n_users:
@@ -136,6 +155,7 @@ def _algorithms(sc, rec0, probes=None) -> list[str]:
                      f"orders from {'platform purchases' if sc.fleet.orders == 'market' else 'a demand profile'}.")  # fmt: skip
     if probes:
         lines.append(_card_line(probes))
+    lines.append(_log_line(sc))
     against = []
     if sc.population.n_users:
         against.append(f"the `{sc.audit.counterfactual}` recommender")

@@ -21,7 +21,12 @@ replay LOGS_DIR --scenario SCENARIO
     simulated users, and a counterfactual on the same requests; write findings.json,
     report.html, replay_daily.parquet and manifest.json.
 
-Exit codes: 0 success, 2 bad input (one line, no traceback), 1 internal error.
+verify-log LOG_DIR
+    Replay a decision log (``--decision-log``, Art. 28): re-simulate and recompute its decisions and
+    report those that do not reproduce (exit code 3 when some do not).
+
+Exit codes: 0 success, 2 bad input (one line, no traceback), 1 internal error, 3 a decision log that does
+not reproduce (verify-log).
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--users", type=int, default=None, help="override the population size (keeps cohort shares)")
         sp.add_argument("--days", type=int, default=None, help="override the number of simulated days")
         sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+        sp.add_argument("--decision-log", nargs="?", const="", default=None, metavar="DIR",
+                        help="write the decision log (Art. 28: every slate, quote and dispatch) as partitioned "
+                        "Parquet under DIR (default: OUT/decisions)")  # fmt: skip
 
     common(sub.add_parser("run", help="simulate a scenario and write its metrics"))
     a = sub.add_parser("audit", help="simulate, run the counterfactual, and write findings and a report")
@@ -81,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     r.add_argument("--session-gap", type=float, default=30.0,
                    help="minutes between two requests that start a new logged session (default: 30)")  # fmt: skip
+    v = sub.add_parser("verify-log", help="replay a decision log (Art. 28) and check it reproduces")
+    v.add_argument("log_dir", help="a decision log: OUT/decisions, or one of its replication=<r> directories")
+    v.add_argument("--days", type=int, default=None, help="re-simulate only the first N days (default: all)")
+    v.add_argument("--no-resimulate", action="store_true",
+                   help="only recompute slates from their logged candidates and scores")  # fmt: skip
     return p
 
 
@@ -125,6 +138,13 @@ def _load(args):
         except PluginError as exc:
             raise _BadInput(f"{args.scenario}: audit.counterfactual_pricer: {exc}") from None
     out = Path(args.out) if args.out else Path("out") / sc.name
+    if getattr(args, "decision_log", None) is not None:  # Art. 28 decision log (sim/decision_log.py)
+        from sim.scenario import scenario_from_dict
+
+        data = sc.model_dump()
+        data["decision_log"].update(enabled=True, path=str(Path(args.decision_log) if args.decision_log
+                                                             else out / "decisions"))  # fmt: skip
+        sc = scenario_from_dict(data, source=args.scenario)
     return sc, out
 
 
@@ -147,12 +167,15 @@ def _write_run_tables(stage: Path, rec, meta: dict) -> None:
     if rec.fleet is not None:
         write_parquet(rec.fleet.orders_frame(), stage / "deliveries.parquet", meta)
         write_parquet(rec.fleet.worker_days_frame(), stage / "worker_days.parquet", meta)
+    if rec.manipulation is not None and rec.manipulation.has_hot_list:  # the hot-list log (Art. 14)
+        write_parquet(rec.manipulation.hotlist_frame(), stage / "hotlist.parquet", meta)
 
 
 def _tables(rec) -> str:
     names = ["metrics.parquet", "users.parquet", "hourly.parquet"] if rec.n_users else []
     names += ["quotes.parquet"] if rec.market is not None else []
     names += ["deliveries.parquet", "worker_days.parquet"] if rec.fleet is not None else []
+    names += ["hotlist.parquet"] if rec.manipulation is not None and rec.manipulation.has_hot_list else []
     return "".join(f"{n}, " for n in names)
 
 
@@ -259,7 +282,7 @@ def _cmd_list(args) -> int:
     print("pricers (scenarios with a [market] table): " + ", ".join(available_pricers()))
     print("dispatchers (scenarios with a [fleet] table): " + ", ".join(available_dispatchers()))
     print("wrappers (scenario tables): [recommender.diversity], [recommender.non_personalised], "
-          "[recommender.minors_mode]")  # fmt: skip
+          "[recommender.hot_list], [recommender.minors_mode]")  # fmt: skip
     return 0
 
 
@@ -368,6 +391,26 @@ def _cmd_replay(args) -> int:
     return 0
 
 
+def _cmd_verify_log(args) -> int:
+    from sim.decision_log import DecisionLogError, log_dirs, replay
+
+    if args.days is not None and args.days < 1:
+        raise _BadInput(f"--days must be >= 1 (got {args.days})")
+    dirs = log_dirs(args.log_dir)
+    if not dirs:
+        raise _BadInput(f"{args.log_dir}: no complete decision log here (no retention.json, no replication=<r> "
+                        "directories); fix: run with --decision-log and point to OUT/decisions")  # fmt: skip
+    ok = True
+    for d in dirs:
+        try:
+            report = replay(d, days=args.days, resimulate=not args.no_resimulate)
+        except DecisionLogError as exc:
+            raise _BadInput(str(exc)) from None
+        print("\n".join(report.lines()))
+        ok &= report.ok
+    return 0 if ok else 3
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``recaudit`` console script; returns the exit code."""
     from sim.output import OutputError
@@ -376,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"run": _cmd_run, "audit": _cmd_audit, "list": _cmd_list, "sweep": _cmd_sweep,
-                    "sensitivity": _cmd_sensitivity, "replay": _cmd_replay}  # fmt: skip
+                    "sensitivity": _cmd_sensitivity, "replay": _cmd_replay,
+                    "verify-log": _cmd_verify_log}  # fmt: skip
         return commands[args.command](args)
     except (ScenarioError, _BadInput, OutputError) as exc:
         print(f"recaudit: error: {exc}", file=sys.stderr)

@@ -189,12 +189,22 @@ class FeedWorld:
             user_opt_out_mask=self.users.opt_out_mask, user_minutes_today=self.day_stats[:, L.MINUTES],
             user_streak_minutes=self.users.streak_minutes, user_time_left=self.users.time_left, replaced_item_idx=self._replaced,
         )  # fmt: skip
+        from sim.bots import attach_manipulation  # Art. 14: bot accounts and the hot list, when the scenario has them
+
+        self.manipulation = attach_manipulation(self)  # the first observer: later ones see the fake views
         self.market = (
             Market(sc, replication, self.key, self.users, self.centroids, self.platform.user_hat, pricer=pricer)
             if sc.market is not None
             else None
         )
         self.fleet = Fleet(sc, replication, self.key, n, dispatcher=dispatcher) if sc.fleet is not None else None
+        # Art. 28: the platform's decision log (sim/decision_log.py), when enabled; it closes after the last day
+        self.decision_log = None
+        if sc.decision_log.enabled:
+            from sim.decision_log import DecisionLogger
+
+            self.decision_log = DecisionLogger(self)
+            self.add_observer(self.decision_log)
         from sim.tags import attach_tags  # Art. 10/17: tag deletions and attribution, when the platform keeps tags
 
         self.tags = attach_tags(self)

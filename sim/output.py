@@ -35,7 +35,7 @@ _PACKAGES = ("recaudit", "numpy", "numba", "pandas", "pyarrow", "scipy", "mesa",
 OUTPUT_NAMES = (
     "metrics.parquet", "users.parquet", "hourly.parquet", "quotes.parquet", "deliveries.parquet",
     "worker_days.parquet", "manifest.json", "findings.json", "report.html", "self_assessment.md",
-    "hotlist.parquet",
+    "hotlist.parquet", "replay_daily.parquet",
 )  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from sim.builtin.pricers import BASE_PRICERS
 from sim.builtin.recommenders import (
     BASE_RECOMMENDERS,
     DiversityReranker,
+    HotListFeed,
     MinorsMode,
     NonPersonalised,
     TagTargeting,
@@ -235,6 +236,8 @@ def make_recommender(settings: RecommenderSettings | str | type | object, base=N
     if settings.non_personalised is not None:
         fallback = BASE_RECOMMENDERS[settings.non_personalised.fallback]()
         rec = NonPersonalised(inner=rec, fallback=fallback)
+    if settings.hot_list is not None and settings.hot_list.feed_slots > 0:  # the hot list in the feed (Art. 14)
+        rec = HotListFeed(inner=rec, slots=settings.hot_list.feed_slots)
     if settings.minors_mode is not None:
         rec = MinorsMode(inner=rec, **settings.minors_mode.model_dump(exclude=set(settings.minors_mode.PAYMENT_FIELDS)))
     return rec

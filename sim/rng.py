@@ -87,6 +87,10 @@ class Purpose:
     SERVICE = 27  # service time of an order without geography
     WORKER_REST = 28  # does a courier take an unplanned day off (agent: worker, tick: day)
     DELIVERY = 29  # is a platform purchase delivered by the fleet (agent: user, tick: tick)
+    BOT_VIEWS = 30  # is a bot account's fake-view count this tick rounded up (agent: bot, tick: tick)
+    BOT_TARGET = 31  # which campaign target a fake view is for (agent: bot * 4096 + view, tick: tick)
+    BOT_ITEM = 32  # which of a target creator's items a fake view is of (agent and tick as BOT_TARGET)
+    BOT_DETECT = 33  # does the platform's filter catch a fake view (agent and tick as BOT_TARGET)
     TAG_DELETE = 40  # does a user delete their top interest tag (agent: user, tick: the deletion tick; sim.tags)
 
 

@@ -12,7 +12,7 @@ Scenario, ClockSettings, PopulationSettings, CatalogueSettings,
 BehaviourSettings, CohortBehaviour, RecommenderSettings, DiversitySettings,
 NonPersonalisedSettings, MinorsModeSettings, MarketSettings, MarketCohort,
 PricerSettings, FleetSettings, WorkerSettings, DispatcherSettings, AuditSettings,
-CardSettings, TagSettings, TagTargetingSettings
+CardSettings, DecisionLogSettings, TagSettings, TagTargetingSettings
     The typed settings tree.
 load_scenario
     Read and validate a TOML file.
@@ -39,9 +39,13 @@ __all__ = [
     "COHORTS",
     "AuditSettings",
     "BehaviourSettings",
+    "BotSettings",
     "CARD_SIGNALS",
     "CardSettings",
     "CatalogueSettings",
+    "DECISION_KINDS",
+    "DecisionLogSettings",
+    "LEGAL_RETENTION_DAYS",
     "ClockSettings",
     "CohortBehaviour",
     "MarketCohort",
@@ -51,6 +55,7 @@ __all__ = [
     "DispatcherSettings",
     "FilingSettings",
     "FleetSettings",
+    "HotListSettings",
     "WorkerSettings",
     "MinorsModeSettings",
     "NonPersonalisedSettings",
@@ -265,6 +270,24 @@ class CardSettings(_Settings):
         return self
 
 
+class HotListSettings(_Settings):
+    """The platform's hot list (热榜; Art. 14 and Qinglang 2024 item 2): the top items by recent engagement.
+
+    Recomputed after every tick from the interactions the platform counted (fake ones that got through
+    included): the ``size`` items with the most ``signal`` (views or watch minutes) in the last
+    ``window_hours``, kept as a log (``hotlist.parquet``). The hot list reaches users through the feed:
+    ``feed_slots`` positions at the top of each slate go to hot-listed items among the user's
+    candidates, best-ranked first (0: the list is published but does not place items in the feed).
+    The defaults are recaudit choices (a short list on a two-hour window), not any platform's published
+    values. See :mod:`sim.hotlist`.
+    """
+
+    size: Annotated[int, Field(ge=1, le=1000)] = 20
+    window_hours: Annotated[float, Field(gt=0.0, le=168.0)] = 2.0
+    signal: Literal["views", "minutes"] = "views"
+    feed_slots: Annotated[int, Field(ge=0, le=100)] = 1
+
+
 class TagTargetingSettings(_Settings):
     """The platform's interest tags and the tag-targeting boost (Art. 10 and 17; :class:`sim.builtin.recommenders.TagTargeting`).
 
@@ -313,8 +336,12 @@ class RecommenderSettings(_Settings):
     ``params`` are passed to its constructor as keywords. Wrappers, when their
     table is present, apply in the order diversity, non_personalised,
     minors_mode (outermost). ``card``, when present, is the algorithm card
-    the platform publishes (Art. 16; :class:`CardSettings`). ``tags``, when present, keeps interest tags per
-    user and boosts candidates in the user's tagged categories (the innermost wrapper, around the base
+    the platform publishes (Art. 16; :class:`CardSettings`). ``hot_list``, when
+    present, runs a hot list whose items take the first ``feed_slots`` slate
+    positions (a wrapper between non_personalised and minors_mode;
+    :class:`HotListSettings`).
+    ``tags``, when present, keeps interest tags per user and boosts candidates in
+    the user's tagged categories (the innermost wrapper, around the base
     recommender; :class:`TagTargetingSettings`, Art. 10 and 17).
     """
 
@@ -326,12 +353,18 @@ class RecommenderSettings(_Settings):
     non_personalised: NonPersonalisedSettings | None = None
     minors_mode: MinorsModeSettings | None = None
     card: CardSettings | None = None
+    hot_list: HotListSettings | None = None
     tags: TagTargetingSettings | None = None  # interest tags and tag targeting (Art. 10, 17)
 
     @model_validator(mode="after")
     def _check(self):
         if self.slate_size > self.n_candidates:
             raise ValueError(f"slate_size ({self.slate_size}) exceeds n_candidates ({self.n_candidates})")
+        if self.hot_list is not None and self.hot_list.feed_slots > self.slate_size:
+            raise ValueError(
+                f"hot_list.feed_slots ({self.hot_list.feed_slots}) exceeds slate_size ({self.slate_size}); "
+                "fix: give the hot list at most slate_size positions"
+            )
         return self
 
 
@@ -590,6 +623,35 @@ class DispatcherSettings(_Settings):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class BotSettings(_Settings):
+    """Bot accounts that fake engagement for a campaign's targets (Art. 14: fake accounts, fake likes and views).
+
+    From ``start_day`` at ``start_hour`` (for ``duration_hours``, default to the end of the run) each of
+    ``n_bots`` accounts makes ``views_per_bot_hour`` fake views an hour (on average; a tick's count is
+    rounded up or down at random so the mean is exact), each of one of the campaign's targets, chosen
+    uniformly, watching ``watch_share`` of the item's length, with an impression. Targets are
+    ``n_targets`` items, or all items of ``n_targets`` creators (``target``), chosen at the start by
+    ``choose``: ``random`` (uniformly), ``newest`` (the most recently uploaded items, or their creators) or
+    ``harmful`` (items labelled harmful to minors, or their creators). The platform catches each fake view
+    independently with probability ``detection_rate`` (its filter's recall) and drops it; the rest enter the
+    platform's counts, its recommender's training log and the hot list. ``n_bots = 0`` keeps the targets
+    and the measurements without any fake view (the audit's bot-free counterfactual). The defaults (a small
+    campaign of 50 accounts at 4 views an hour on one item) are recaudit choices. See :mod:`sim.bots`.
+    """
+
+    n_bots: Annotated[int, Field(ge=0, le=1_000_000)] = 50
+    target: Literal["items", "creators"] = "items"
+    n_targets: Annotated[int, Field(ge=1, le=1000)] = 1
+    choose: Literal["random", "newest", "harmful"] = "newest"
+    start_day: Annotated[int, Field(ge=0)] = 1
+    start_hour: Annotated[int, Field(ge=0, le=23)] = 8
+    duration_hours: PosFloat | None = None
+    # at most one fake view a second per account (keeps a tick's events per account under 4,096; sim/bots.py)
+    views_per_bot_hour: Annotated[float, Field(gt=0.0, le=3600.0)] = 4.0
+    watch_share: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    detection_rate: Prob = 0.0
+
+
 ALGORITHM_TYPES = ("generation_synthesis", "personalised_push", "ranking_selection", "search_filtering",
                    "dispatch_decision")  # fmt: skip
 
@@ -607,6 +669,59 @@ class FilingSettings(_Settings):
     service_form: str = "app"
     application_field: str = "short video"
     algorithm_type: Literal[ALGORITHM_TYPES] = "personalised_push"
+
+
+DECISION_KINDS = ("slate", "quote", "dispatch")
+# Legal minimum retention of each kind of decision log, in days (regulation-map.md row 28): recommendation
+# logs are network logs (Provisions Art. 28 "retain network logs according to law" -> Cybersecurity Law Art. 21:
+# at least six months, 180 days); price quotes and delivery orders are transaction records (E-Commerce Law
+# Art. 31: at least three years from the transaction's completion, 1,095 days).
+LEGAL_RETENTION_DAYS = {"slate": 180, "quote": 1095, "dispatch": 1095}
+
+
+class DecisionLogSettings(_Settings):
+    """The platform's decision log (Art. 28): what it records and how long it keeps it.
+
+    With ``enabled``, every slate, price quote and dispatch of the kinds in ``kinds`` is written as
+    partitioned Parquet under ``path/replication=<r>/`` (see :mod:`sim.decision_log`); ``path`` is
+    relative to the working directory (the CLI's ``--decision-log`` puts it in the output directory).
+    ``candidates`` and ``scores`` log the ranking's inputs (scores need the unfused path: the same results,
+    slower). ``retention_days`` is the horizon the platform declares per kind (defaults: the legal minima,
+    :data:`LEGAL_RETENTION_DAYS`). ``batch_rows`` bounds the rows held in memory before a part file is
+    written. ``replay_days`` is how many days the audit re-simulates to check the log reproduces.
+    ``enabled`` left unset means the scenario does not model the platform's logging: Art. 28 is then not
+    assessed; ``enabled = false`` declares a platform that keeps no log (Art. 28 fails).
+    """
+
+    enabled: bool | None = None
+    path: str = "decisions"
+    kinds: list[Literal["slate", "quote", "dispatch"]] = Field(default_factory=lambda: list(DECISION_KINDS))
+    candidates: bool = True
+    scores: bool = True
+    retention_days: dict[Literal["slate", "quote", "dispatch"], Annotated[int, Field(ge=1, le=36_500)]] = Field(
+        default_factory=lambda: dict(LEGAL_RETENTION_DAYS)
+    )
+    batch_rows: Annotated[int, Field(ge=1_000, le=10_000_000)] = 50_000
+    replay_days: Annotated[int, Field(ge=1, le=3650)] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_retention(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("retention_days"), dict):
+            data = {**data, "retention_days": {**LEGAL_RETENTION_DAYS, **data["retention_days"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.kinds:
+            raise ValueError("kinds is empty; fix: list some of 'slate', 'quote', 'dispatch', or set enabled = false")
+        if len(set(self.kinds)) != len(self.kinds):
+            raise ValueError(f"kinds lists a kind twice ({self.kinds}); fix: list each kind once")
+        if self.scores and not self.candidates:
+            raise ValueError("scores = true needs candidates = true (scores are per candidate); fix: log both")
+        if not self.path.strip():
+            raise ValueError("path is empty; fix: a directory, e.g. path = 'out/decisions'")
+        return self
 
 
 class AuditSettings(_Settings):
@@ -641,9 +756,11 @@ class Scenario(_Settings):
     pricer: PricerSettings = PricerSettings()
     fleet: FleetSettings | None = None
     dispatcher: DispatcherSettings = DispatcherSettings()
+    bots: BotSettings | None = None
     tags: TagSettings | None = None
     audit: AuditSettings = AuditSettings()
     filing: FilingSettings = FilingSettings()
+    decision_log: DecisionLogSettings = DecisionLogSettings()
 
     @model_validator(mode="after")
     def _check(self):
@@ -676,6 +793,7 @@ class Scenario(_Settings):
                 f"recommender.n_candidates ({self.recommender.n_candidates}) exceeds "
                 f"catalogue.n_items ({self.catalogue.n_items})"
             )
+        self._check_manipulation()
         self._check_tags()
         return self
 
@@ -703,6 +821,41 @@ class Scenario(_Settings):
         if tg.delete_share > 0 and tg.delete_day >= self.clock.days:
             raise ValueError(f"tags.delete_day ({tg.delete_day}) is not before the end of the run (clock.days = "
                              f"{self.clock.days}, days count from 0); fix: delete_day at most {self.clock.days - 1}")  # fmt: skip
+
+    def _check_manipulation(self) -> None:
+        """Check the [bots] and [recommender.hot_list] tables against the rest of the scenario (Art. 14)."""
+        hl, b = self.recommender.hot_list, self.bots
+        if hl is not None:
+            if hl.size > self.catalogue.n_items:
+                raise ValueError(
+                    f"recommender.hot_list.size ({hl.size}) exceeds catalogue.n_items ({self.catalogue.n_items}); "
+                    "fix: a shorter hot list"
+                )
+            if hl.window_hours * 60.0 < self.clock.tick_minutes:
+                raise ValueError(
+                    f"recommender.hot_list.window_hours ({hl.window_hours:g}) is shorter than one tick "
+                    f"({self.clock.tick_minutes} min); fix: a window of at least {self.clock.tick_minutes / 60:g} h"
+                )
+        if b is None:
+            return
+        if self.population.n_users == 0:
+            raise ValueError("bots: a [bots] table needs a feed; fix: give population.n_users, or remove [bots]")
+        if b.start_day >= self.clock.days:
+            raise ValueError(
+                f"bots.start_day ({b.start_day}) is not before the end of the run (clock.days = {self.clock.days}, "
+                f"days count from 0); fix: start_day at most {self.clock.days - 1}"
+            )
+        n_units = self.catalogue.n_items if b.target == "items" else max(1, self.catalogue.n_items // 20)
+        if b.n_targets > n_units:
+            raise ValueError(
+                f"bots.n_targets ({b.n_targets}) exceeds the number of {b.target} ({n_units}, one creator per 20 "
+                "item slots); fix: fewer targets"
+            )
+        if b.choose == "harmful" and self.catalogue.harmful_share <= 0:
+            raise ValueError(
+                "bots.choose = 'harmful' but catalogue.harmful_share = 0 (no harmful items); fix: choose "
+                "'random' or 'newest', or raise catalogue.harmful_share"
+            )
 
     def with_overrides(
         self,

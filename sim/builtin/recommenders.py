@@ -12,6 +12,8 @@ NonPersonalised
     Opted-out users get a ranking that uses none of their data (Art. 17).
 MinorsMode
     Daily caps by age, curfew, rest prompts, harmful-content filter (Art. 18).
+HotListFeed
+    Hot-listed items take the first positions of the slate (the hot list's way into the feed, Art. 14).
 TagTargeting
     Interest tags per user (top watched categories) whose categories get a score boost (Art. 10 and 17).
 
@@ -38,6 +40,7 @@ __all__ = [
     "ContentBased",
     "DiversityReranker",
     "EngagementMax",
+    "HotListFeed",
     "MinorsMode",
     "NonPersonalised",
     "Popularity",
@@ -49,9 +52,6 @@ __all__ = [
 _NO_BIAS = np.zeros(0, dtype=np.float32)
 
 
-def _out(cand_idx: np.ndarray) -> np.ndarray:
-    return np.empty(cand_idx.shape, dtype=np.float32)
-
 def runs_fused(recommender) -> bool:
     """Whether the engine computes this recommender's ranking inside the view kernel.
 
@@ -61,6 +61,9 @@ def runs_fused(recommender) -> bool:
     """
     return type(recommender) in (ContentBased, EngagementMax)
 
+
+def _out(cand_idx: np.ndarray) -> np.ndarray:
+    return np.empty(cand_idx.shape, dtype=np.float32)
 
 
 def _card(signals: dict, purpose: str, description: str) -> dict:
@@ -394,6 +397,63 @@ class MinorsMode(_Wrapper):
                 minor, np.minimum(prompt_after, self.rest_prompt_after_minutes), prompt_after
             ).astype(np.float32)
         return allowance, prompt_after
+
+
+@dataclass
+class HotListFeed(_Wrapper):
+    """The platform's hot list in the feed (Art. 14): hot-listed candidates take the top slate positions.
+
+    The hot list itself (:class:`sim.hotlist.HotList`, ``[recommender.hot_list]``) is computed by the
+    platform after every tick from the interactions it counted and published in the view as
+    ``view.hot_list_idx`` (int32 item slots, best first). In a user's candidate set, the hot-listed
+    items, best hot-list rank first, take the first ``slots`` positions of the slate (a "hot" badge
+    slot); the rest of the slate is the wrapped recommender's. Retrieval stays the engine's, so a hot
+    item reaches a user when it is among the user's candidates. Items the wrapped recommender removed
+    (``-inf``) stay removed.
+
+    Parameters
+    ----------
+    inner : Recommender
+    slots : int
+        Slate positions the hot list may take in each slate.
+    """
+
+    slots: int = 1
+
+    def score(self, user_idx, cand_idx, view):
+        """Inner scores, with up to ``slots`` hot-listed candidates per row raised above all others."""
+        out = np.array(self.inner.score(user_idx, cand_idx, view), dtype=np.float32)
+        hot = getattr(view, "hot_list_idx", None)  # published by the platform (sim.hotlist)
+        if hot is None or hot.size == 0 or self.slots <= 0 or out.size == 0:
+            return out
+        rank_of = np.full(view.n_items, hot.size, dtype=np.int32)  # hot-list rank of each item; size: not listed
+        rank_of[hot] = np.arange(hot.size, dtype=np.int32)
+        key = np.where(np.isfinite(out), rank_of[cand_idx], hot.size)  # (n_batch, n_cand)
+        rows = np.flatnonzero((key < hot.size).any(axis=1))
+        if rows.size == 0:
+            return out
+        k = min(self.slots, cand_idx.shape[1])
+        best = np.argsort(key[rows], axis=1, kind="stable")[:, :k]  # the k best hot ranks of each row
+        chosen = np.take_along_axis(key[rows], best, axis=1) < hot.size
+        finite = np.where(np.isfinite(out[rows]), out[rows], -np.inf)
+        top = np.max(finite, axis=1, keepdims=True).astype(np.float64)
+        # above the row's best score, in hot-list order: steps of 1e-3 relative, resolved in float32
+        step = np.maximum(1.0, np.abs(top)) * 1e-3
+        raised = (top + step * (k - np.arange(k))[None, :]).astype(np.float32)
+        sub = out[rows]
+        r_idx, c_idx = np.nonzero(chosen)
+        sub[r_idx, best[r_idx, c_idx]] = raised[r_idx, c_idx]
+        out[rows] = sub
+        return out
+
+    def algorithm_card(self, view):
+        """Return the wrapped recommender's Art. 16 card, its description saying that hot-listed items come first."""
+        card = super().algorithm_card(view)
+        if card is None:
+            return None
+        text = (f" Up to {self.slots} hot-listed item(s) among the candidates are shown first, in hot-list order "
+                "(the hot list: the most viewed items of the last hours).")  # fmt: skip
+        return {**card, "description": str(card.get("description", "")) + text}
 
 
 @dataclass
