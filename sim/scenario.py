@@ -33,7 +33,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 __all__ = [
     "COHORTS",
@@ -82,6 +82,11 @@ NonNegFloat = Annotated[float, Field(ge=0.0)]
 
 class ScenarioError(ValueError):
     """A scenario (or a plugin named in it) is invalid; the message says where and how to fix it."""
+
+
+# TOML has booleans: a string or a number where a switch belongs is a mistake, not "yes" (pydantic's lax mode
+# would read "yes", "on" and 1 as true)
+Bool = Annotated[bool, Strict()]
 
 
 class _Settings(BaseModel):
@@ -228,7 +233,7 @@ class MinorsModeSettings(_Settings):
     curfew_start_hour: Annotated[int, Field(ge=0, le=23)] = 22
     curfew_end_hour: Annotated[int, Field(ge=0, le=23)] = 6
     rest_prompt_after_minutes: Annotated[float, Field(gt=0.0)] = 30.0
-    filter_harmful: bool = True
+    filter_harmful: Bool = True
     # Payment limits (yuan) for minors, enforced by the market's payment step while
     # minors' mode is on. NPPA 2019 notice (still cited on spending; regulation-map.md §2):
     # under 16 at most 50 a payment and 200 a month, 16-17 at most 100 and 400.
@@ -305,8 +310,8 @@ class TagTargetingSettings(_Settings):
     n_tags: Annotated[int, Field(ge=1, le=1000)] = 3
     min_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
     half_life_days: PosFloat = 3.0
-    use_harmful_tags: bool = False
-    honour_deletion: bool = True
+    use_harmful_tags: Bool = False
+    honour_deletion: Bool = True
     deletion_delay_days: NonNegFloat = 0.0
 
 
@@ -325,7 +330,7 @@ class TagSettings(_Settings):
     delete_share: Prob = 0.0
     delete_day: Annotated[int, Field(ge=0)] = 1
     delete_hour: Annotated[int, Field(ge=0, le=23)] = 12
-    attribute: bool = True
+    attribute: Bool = True
 
 
 class RecommenderSettings(_Settings):
@@ -581,7 +586,7 @@ class FleetSettings(_Settings):
     handling_minutes: NonNegFloat = 2.0
     patience_minutes: PosFloat = 45.0
     max_batch: Annotated[int, Field(ge=1, le=8)] = 3
-    geography: bool = True
+    geography: Bool = True
     service_minutes_mean: PosFloat = 30.0
     shifts: Literal["behavioural", "always_on"] = "behavioural"
     weather_events_per_week: Annotated[float, Field(ge=0.0, le=50.0)] = 2.0
@@ -693,11 +698,11 @@ class DecisionLogSettings(_Settings):
     assessed; ``enabled = false`` declares a platform that keeps no log (Art. 28 fails).
     """
 
-    enabled: bool | None = None
+    enabled: Bool | None = None
     path: str = "decisions"
     kinds: list[Literal["slate", "quote", "dispatch"]] = Field(default_factory=lambda: list(DECISION_KINDS))
-    candidates: bool = True
-    scores: bool = True
+    candidates: Bool = True
+    scores: Bool = True
     retention_days: dict[Literal["slate", "quote", "dispatch"], Annotated[int, Field(ge=1, le=36_500)]] = Field(
         default_factory=lambda: dict(LEGAL_RETENTION_DAYS)
     )

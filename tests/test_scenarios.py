@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.scenario import ScenarioError, load_scenario
+from sim.scenario import ScenarioError, load_scenario, scenario_from_dict
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -110,3 +110,14 @@ def test_loader_error_type(tmp_path):
     p.write_text("[clock]\ndays = -1\n")
     with pytest.raises(ScenarioError, match="clock.days"):
         load_scenario(p)
+
+
+@pytest.mark.parametrize(
+    "table, value",
+    [({"decision_log": {"enabled": "yes"}}, "decision_log.enabled"),
+     ({"fleet": {"geography": 1}}, "fleet.geography"),
+     ({"recommender": {"kind": "engagement", "tags": {"honour_deletion": "true"}}}, "recommender.tags.honour_deletion")],
+)  # fmt: skip
+def test_switches_must_be_toml_booleans(table, value):
+    with pytest.raises(ScenarioError, match=value.replace(".", r"\.") + ".*valid boolean"):
+        scenario_from_dict({"name": "x", "population": {"n_users": 10}, **table})
