@@ -19,7 +19,7 @@ import numpy as np
 from audits import figures
 from audits.audit import article_verdicts, articles_in_scope
 from audits.replay import NOT_IN_LOGS, ReplayAuditResult
-from audits.report import _ARTICLE_TEXT, _CSS, _badge, _findings_table, _fmt, _img
+from audits.report import _ARTICLE_TEXT, _CSS, _badge, _findings_table, _fmt, _img, verdict_table
 from sim.kernels import layout as L
 from sim.scenario import COHORTS
 
@@ -140,18 +140,8 @@ def render_replay_html(result: ReplayAuditResult, manifest: dict | None = None) 
         "<h2>The log</h2>",
         _log_table(result),
         _truncation_note(result),
-        "<h2>Verdicts by article</h2><table><tr><th>article</th><th>duty</th><th>verdict</th>"
-        "<th>failing metrics</th></tr>",
+        verdict_table(result.findings, verdicts, scope, cat),
     ]
-    for art, v in verdicts.items():
-        if art not in scope:
-            continue
-        failing = sorted(
-            {f"{f.metric} ({f.cohort})" for f in result.findings if f.article == art and f.verdict == "fail"}
-        )
-        parts.append(f"<tr><td><a href='#art{art}'>Art. {art}</a></td><td>{html.escape(cat.titles[art])}</td>"
-                     f"<td>{_badge(v)}</td><td class='muted'>{html.escape(', '.join(failing) or '–')}</td></tr>")  # fmt: skip
-    parts.append("</table>")
     absent = sorted({f"Art. {f.article}: {f.metric} ({f.note.removeprefix('not assessed from logs: ')})" for f in result.findings
                      if f.article not in scope or f.metric in NOT_IN_LOGS})  # fmt: skip
     if absent:

@@ -218,6 +218,22 @@ def _tags_text(sc, art: int) -> str:
     return f"<p class='muted'>{html.escape(text)}</p>"
 
 
+def verdict_table(findings, verdicts: dict, scope: set, catalogue) -> str:
+    """Return the "Verdicts by article" table (HTML): each article in scope, its duty, verdict and failing metrics."""
+    rows = ["<h2>Verdicts by article</h2><table><tr><th>article</th><th>duty</th><th>verdict</th>"
+            "<th>failing metrics</th></tr>"]  # fmt: skip
+    for art, v in verdicts.items():
+        if art not in scope:
+            continue
+        failing = sorted({f"{f.metric} ({f.cohort})" for f in findings if f.article == art and f.verdict == "fail"})
+        rows.append(
+            f"<tr><td><a href='#art{art}'>Art. {art}</a></td><td>{html.escape(catalogue.titles[art])}</td>"
+            f"<td>{_badge(v)}</td><td class='muted'>{html.escape(', '.join(failing) or '–')}</td></tr>"
+        )
+    rows.append("</table>")
+    return "".join(rows)
+
+
 def render_html(result: AuditResult, manifest: dict | None = None) -> str:
     """Render an audit result as one self-contained HTML page."""
     sc = result.scenario
@@ -235,20 +251,8 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
         + _algorithms_line(sc, recs)
         + "(same people, same random numbers). Provisions on the Management of Algorithmic Recommendations in "
         "Internet Information Services (2021, in force 1 March 2022).</p>",
-        "<h2>Verdicts by article</h2><table><tr><th>article</th><th>duty</th><th>verdict</th>"
-        "<th>failing metrics</th></tr>",
+        verdict_table(result.findings, verdicts, scope, cat),
     ]
-    for art, v in verdicts.items():
-        if art not in scope:
-            continue
-        failing = sorted(
-            {f"{f.metric} ({f.cohort})" for f in result.findings if f.article == art and f.verdict == "fail"}
-        )
-        parts.append(
-            f"<tr><td><a href='#art{art}'>Art. {art}</a></td><td>{html.escape(cat.titles[art])}</td>"
-            f"<td>{_badge(v)}</td><td class='muted'>{html.escape(', '.join(failing) or '–')}</td></tr>"
-        )
-    parts.append("</table>")
     absent = [art for art in verdicts if art not in scope]
     if absent:
         parts.append(
