@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,24 @@ from sim.scenario import COHORTS, ScenarioError, load_scenario, scenario_from_di
 from sim.state import N_MINHASH
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "scenarios" / "replay_example"
-EXAMPLE_SCENARIO = EXAMPLE / "scenario.toml"
+EXAMPLE_SOURCE = ROOT / "scenarios" / "replay_example"
+EXAMPLE_SCENARIO = EXAMPLE_SOURCE / "scenario.toml"
+
+
+def _make_example():
+    """The example's generator module (scenarios/replay_example/make_example.py)."""
+    sys.path.insert(0, str(EXAMPLE_SOURCE))
+    try:
+        import make_example
+    finally:
+        sys.path.remove(str(EXAMPLE_SOURCE))
+    return make_example
+
+
+# The example's Parquet logs are not tracked (results and data files are rebuilt, not committed): the tests
+# build them once, deterministically, from the script a user runs too.
+EXAMPLE = Path(tempfile.mkdtemp(prefix="recaudit-replay-example-"))
+_make_example().main(EXAMPLE)
 TZ = "Asia/Shanghai"
 
 
@@ -350,12 +367,7 @@ def test_estimators_cover_the_feed_catalogue(tiny):
 def test_shipped_example_is_small_and_rebuilt_exactly(tmp_path):
     for name in ("slates.parquet", "items.parquet"):
         assert (EXAMPLE / name).stat().st_size < 1_000_000
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        import make_example
-    finally:
-        sys.path.remove(str(EXAMPLE))
-    make_example.main(tmp_path)
+    _make_example().main(tmp_path)
     for name in ("slates.parquet", "items.parquet"):
         assert pq.read_table(tmp_path / name).equals(pq.read_table(EXAMPLE / name)), name
     log = load_logs(EXAMPLE)
