@@ -33,7 +33,7 @@ import time
 import numba
 import numpy as np
 
-from sim.builtin.recommenders import runs_fused
+from sim.builtin.recommenders import reads_views, runs_fused
 from sim.fleet.world import Fleet
 from sim.kernels import feed
 from sim.kernels import layout as L
@@ -154,8 +154,7 @@ class FeedWorld:
             item_minutes_hat=np.zeros(m, dtype=np.float32),
             item_impressions_hat=np.zeros(m, dtype=np.float32),
         )
-        self.day_stats = np.zeros((n, L.N_DAY), dtype=np.float32)
-        self.cat_counts = np.zeros((n, sc.catalogue.n_categories), dtype=np.int32)
+        self.cat_counts = np.zeros((n, sc.catalogue.n_categories), dtype=np.uint16)
         self.imp_emb_sum = np.zeros((n, dim), dtype=np.float32)
         self.minhash = np.full((n, N_MINHASH), np.iinfo(np.uint32).max, dtype=np.uint32)
         self.alerted_mask = np.zeros(n, dtype=np.bool_)
@@ -169,6 +168,8 @@ class FeedWorld:
         self.recommender_label = sc.recommender.kind if recommender is None else type(recommender).__name__
         n_days = sc.clock.days
         self.user_days = np.zeros((n_days, n, L.N_DAY), dtype=np.float32)
+        # today's counters are the record's row of today itself (no copy at midnight: -44 B per user)
+        self.day_stats = self._day_stats_for(0)
         self.feed_days = np.full((n_days, n, 2), np.nan, dtype=np.float32)  # entropy, top1 share
         self.hourly_minutes = np.zeros((3, 24), dtype=np.float64)
         self.creator_minutes = np.zeros(n_creators(sc), dtype=np.float64)  # attention by creator over the run
@@ -303,8 +304,12 @@ class FeedWorld:
         minutes_before = self.day_stats[:, L.MINUTES].copy() if self.market is not None else None
         n_cand, k = sc.recommender.n_candidates, sc.recommender.slate_size
         active = np.flatnonzero(u.in_session_mask & (u.time_left > 0))
+        # the per-view arrays of the tick's log only when something reads them (InteractionLog)
+        keep_views = bool(self._on_tick) or reads_views(self.recommender)
         logs_user, logs_item, logs_min, logs_step = [], [], [], []
         impressions = np.zeros(it.n_items, dtype=np.int64)
+        item_views = np.zeros(it.n_items, dtype=np.int64)
+        item_minutes = np.zeros(it.n_items, dtype=np.float64)
         sub = 0
         while active.size:
             if sub >= MAX_SUBSTEPS:
@@ -354,10 +359,12 @@ class FeedWorld:
             shown = out_slate[out_slate >= 0]
             impressions += np.bincount(shown, minlength=it.n_items)
             if watched.any():
-                logs_user.append(active[watched])
-                logs_item.append(out_item[watched])
-                logs_min.append(out_min[watched])
-                logs_step.append(np.full(int(watched.sum()), step, dtype=np.int64))
+                feed.add_views(out_item[watched], out_min[watched], item_views, item_minutes)
+                if keep_views:
+                    logs_user.append(active[watched])
+                    logs_item.append(out_item[watched])
+                    logs_min.append(out_min[watched])
+                    logs_step.append(np.full(int(watched.sum()), step, dtype=np.int64))
                 self.hourly_minutes[:, hour] += np.bincount(
                     u.cohort[active[watched]], weights=out_min[watched], minlength=3
                 )
@@ -393,19 +400,21 @@ class FeedWorld:
                 self.fleet.step(tick)
 
         # 3. learning
-        cat = np.concatenate
+        def joined(chunks, dtype):  # one field at a time, each chunk list freed once joined
+            out = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
+            chunks.clear()
+            return out if keep_views else None
+
         log = InteractionLog(
-            user_idx=cat(logs_user) if logs_user else np.zeros(0, dtype=np.int64),
-            item_idx=cat(logs_item) if logs_item else np.zeros(0, dtype=np.int32),
-            minutes=cat(logs_min) if logs_min else np.zeros(0, dtype=np.float32),
-            step=cat(logs_step) if logs_step else np.zeros(0, dtype=np.int64),
-            item_impressions=impressions.astype(np.int32),
-        )
+            user_idx=joined(logs_user, np.int64), item_idx=joined(logs_item, np.int32),
+            minutes=joined(logs_min, np.float32), step=joined(logs_step, np.int64),
+            item_impressions=impressions.astype(np.int32), item_views=item_views, item_minutes=item_minutes,
+        )  # fmt: skip
         for fn in self._on_tick:  # e.g. fake engagement: the platform sees it, no user watched it
             log = fn(self, log) or log
         impressions = log.item_impressions
-        pf.item_views_hat += np.bincount(log.item_idx, minlength=it.n_items).astype(np.float32)
-        pf.item_minutes_hat += np.bincount(log.item_idx, weights=log.minutes, minlength=it.n_items).astype(np.float32)
+        pf.item_views_hat += log.item_views.astype(np.float32)
+        pf.item_minutes_hat += log.item_minutes.astype(np.float32)
         pf.item_impressions_hat += impressions.astype(np.float32)
         self.recommender.fit(self.view, log)
         self._replaced = np.zeros(0, dtype=np.int32)
@@ -415,16 +424,22 @@ class FeedWorld:
         if self.tick % tpd == 0:
             self._end_of_day(self.tick // tpd - 1)
 
+    def _day_stats_for(self, day: int) -> np.ndarray:
+        """Today's counters float32 (n_users, N_DAY), zero: ``user_days[day]`` itself while the record has that day."""
+        if day < self.user_days.shape[0]:
+            return self.user_days[day]
+        return np.zeros(self.user_days.shape[1:], dtype=np.float32)
+
     def _end_of_day(self, day: int) -> None:
         sc, pf = self.scenario, self.platform
         if day < self.user_days.shape[0]:
-            self.user_days[day] = self.day_stats
             ent, top1 = _entropy_top1(self.cat_counts)
             self.feed_days[day, :, 0] = ent
             self.feed_days[day, :, 1] = top1
         for fn in self._on_day_end:
             fn(self, day)
-        self.day_stats[:] = 0.0
+        self.day_stats = self._day_stats_for(day + 1)
+        self.view._set(user_minutes_today=self.day_stats[:, L.MINUTES])
         self.cat_counts[:] = 0
         decay = np.float32(0.5 ** (1.0 / pf.stats_half_life_days))
         pf.item_views_hat *= decay

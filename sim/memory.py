@@ -32,21 +32,25 @@ __all__ = ["available_memory", "check_memory", "estimate_memory"]
 
 PROCESS_BASE = 300 * 2**20  # Python, numpy, pandas, numba and the loaded kernels (measured ~250-280 MB)
 PEAK_ACTIVE_SHARE = 0.25  # share of users in session in the busiest sub-step (calibration: evening peak)
+PEAK_VIEWS_PER_USER_MINUTE = 0.25  # views per user and tick minute in the busiest tick (baseline: 3.19 / 15 min)
 FEED_MINUTES_PER_DAY = 200.0  # generous mean scrolling for the expected number of sponsored offers
 QUOTE_BYTES = 140  # one row of the quote log: 25 columns (sim.market.world.QUOTE_COLUMNS)
 ORDER_BYTES = 140  # one order: the columns of sim.fleet.state._ORDER_FIELDS
 WORKER_BYTES = 160  # one courier's state and traits (sim.fleet.state.Workers), queue of 3 included
 
 
-def _fused(sc: Scenario) -> bool:
-    """Whether the scenario's recommender runs inside the view kernel (:mod:`sim.engine`)."""
-    from sim.builtin.recommenders import runs_fused
+def _recommender_traits(sc: Scenario) -> tuple[bool, bool]:
+    """(fused, keeps per-view log): whether the recommender runs inside the view kernel, and whether
+    the engine keeps each tick's per-view arrays (:class:`sim.platform.InteractionLog`)."""
+    from sim.builtin.recommenders import reads_views, runs_fused
     from sim.registry import make_recommender
 
     try:
-        return runs_fused(make_recommender(sc.recommender))
+        rec = make_recommender(sc.recommender)
     except Exception:  # a plugin that cannot be built here is reported by the engine
-        return False
+        return False, True
+    observed = sc.bots is not None or sc.recommender.hot_list is not None  # on_tick observers read the log
+    return runs_fused(rec), reads_views(rec) or observed
 
 
 def _world_bytes(sc: Scenario) -> dict[str, float]:
@@ -61,16 +65,18 @@ def _world_bytes(sc: Scenario) -> dict[str, float]:
         + 4 * d  # user_hat
         + 4 * d  # imp_emb_sum
         + 16 * 4  # minhash
-        + 4 * c  # category counts of today's feed
-        + 11 * 4  # day_stats
+        + 2 * c  # category counts of today's feed (uint16)
         + 8 * 4 + 6  # scalar float32 state and masks
     )  # fmt: skip
+    fused, keeps_views = _recommender_traits(sc)
     parts = {
         "users": n * per_user,
         "items": m * (4 * d + 8 * 4),
         "per-user-day records": n * t * (11 + 2) * 4,
         # the fused kernel (built-in profile rankings) keeps no (n_act, n_cand) candidates or scores
-        "sub-step buffers": PEAK_ACTIVE_SHARE * n * ((0 if _fused(sc) else k * (4 + 4)) + s * 4 + 32),
+        "sub-step buffers": PEAK_ACTIVE_SHARE * n * ((0 if fused else k * (4 + 4)) + s * 4 + 32),
+        # the busiest tick's per-view arrays (24 B a view) and one field joined (8 B), when they are kept
+        "tick interaction log": keeps_views * n * PEAK_VIEWS_PER_USER_MINUTE * sc.clock.tick_minutes * (24 + 8),
         # float64 temporaries of the chunked feed entropy (sim.engine._ENTROPY_ROWS rows) and one slice of
         # users.parquet as a DataFrame and an Arrow table (sim.output.BATCH_ROWS rows, ~200 B each)
         "end-of-day and output temporaries": min(n, _ENTROPY_ROWS) * c * 8 * 4 + min(n, BATCH_ROWS) * 2 * 200,

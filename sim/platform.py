@@ -104,23 +104,52 @@ class PlatformView:
 class InteractionLog:
     """One tick of interactions, in the order they happened.
 
+    The per-view arrays are kept only when something reads them: a recommender
+    other than the built-ins that learn from per-item totals alone
+    (:func:`sim.builtin.recommenders.reads_views`), or an ``on_tick`` observer.
+    Otherwise they are ``None`` and only the per-item totals are filled, which
+    the engine counts as the views happen (at 10 million users a busy tick has
+    ~30 million views: ~0.7 GB of per-view arrays nobody would read).
+
     Attributes
     ----------
-    user_idx : int64 (n_views,)
-    item_idx : int32 (n_views,)
-    minutes : float32 (n_views,)
+    user_idx : int64 (n_views,) or None
+    item_idx : int32 (n_views,) or None
+    minutes : float32 (n_views,) or None
         Minutes watched.
-    step : int64 (n_views,)
+    step : int64 (n_views,) or None
         Sub-step draw counter of each view.
     item_impressions : int32 (n_items,)
         How often each item slot was shown in a slate this tick.
+    item_views : int64 (n_items,)
+        Views of each item slot this tick; computed from ``item_idx`` when not given.
+    item_minutes : float64 (n_items,)
+        Minutes watched of each item slot this tick, summed in log order (as
+        ``np.bincount(item_idx, weights=minutes)``); computed when not given.
     """
 
-    user_idx: np.ndarray
-    item_idx: np.ndarray
-    minutes: np.ndarray
-    step: np.ndarray
+    user_idx: np.ndarray | None
+    item_idx: np.ndarray | None
+    minutes: np.ndarray | None
+    step: np.ndarray | None
     item_impressions: np.ndarray
+    item_views: np.ndarray | None = None
+    item_minutes: np.ndarray | None = None
+
+    def __post_init__(self):
+        n_items = self.item_impressions.shape[0]
+        if self.item_views is None or self.item_minutes is None:
+            if self.item_idx is None:
+                raise ValueError("an InteractionLog without per-view arrays needs item_views and item_minutes")
+            object.__setattr__(self, "item_views", np.bincount(self.item_idx, minlength=n_items))
+            object.__setattr__(
+                self, "item_minutes", np.bincount(self.item_idx, weights=self.minutes, minlength=n_items)
+            )
+
+    @property
+    def n_views(self) -> int:
+        """Views this tick."""
+        return int(self.item_views.sum())
 
 
 @runtime_checkable

@@ -379,7 +379,7 @@ def test_choice_and_continuation_match_closed_form():
         alerted=np.zeros(n, dtype=np.bool_),
         user_hat=np.zeros((n, dim), dtype=np.float32),
         day_stats=np.zeros((n, L.N_DAY), dtype=np.float32),
-        cat_counts=np.zeros((n, 3), dtype=np.int32),
+        cat_counts=np.zeros((n, 3), dtype=np.uint16),
         imp_emb_sum=np.zeros((n, dim), dtype=np.float32),
         minhash=np.full((n, N_MINHASH), np.iinfo(np.uint32).max, dtype=np.uint32),
     )

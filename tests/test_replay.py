@@ -234,7 +234,7 @@ def test_replay_equals_direct_view_step(tiny):
     n, dim = log.n_users, log.item_embedding.shape[1]
     hook = log.item_hook
     day_stats = np.zeros((n, L.N_DAY), dtype=np.float32)
-    cat_counts = np.zeros((n, 3), dtype=np.int32)
+    cat_counts = np.zeros((n, 3), dtype=np.uint16)
     imp = np.zeros((n, dim), dtype=np.float32)
     minhash = np.full((n, N_MINHASH), np.iinfo(np.uint32).max, dtype=np.uint32)
     alerted = np.zeros(n, dtype=bool)

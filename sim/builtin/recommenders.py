@@ -46,6 +46,7 @@ __all__ = [
     "Popularity",
     "RandomRecommender",
     "TagTargeting",
+    "reads_views",
 ]
 
 
@@ -187,8 +188,8 @@ class EngagementMax(BaseRecommender):
         self.views_[new] = 0.0
         self.minutes_[new] = 0.0
         self.impressions_[new] = 0.0
-        self.views_ += np.bincount(log.item_idx, minlength=view.n_items)
-        self.minutes_ += np.bincount(log.item_idx, weights=log.minutes, minlength=view.n_items)
+        self.views_ += log.item_views
+        self.minutes_ += log.item_minutes
         self.impressions_ += log.item_impressions
         self.log_value_ = self._estimates(view.n_items)
         return self
@@ -639,3 +640,24 @@ class TagTargeting(_Wrapper):
                 f"{self.min_share:.0%} of their recent watch time) are raised by {self.boost:g} standard deviations "
                 "of the score.")  # fmt: skip
         return {**card, "description": str(card.get("description", "")) + text}
+
+
+_TOTALS_ONLY = (RandomRecommender, Chronological, Popularity, ContentBased, EngagementMax)
+_FIT_IS_INNER = (DiversityReranker, MinorsMode, HotListFeed)  # fit() is the wrapped recommender's fit()
+
+
+def reads_views(recommender) -> bool:
+    """Whether ``recommender.fit`` may read the per-view arrays of the :class:`InteractionLog`.
+
+    False only for built-ins (exact types, not subclasses) that learn from the
+    per-item totals alone, and for built-in wrappers around them; the engine then
+    does not keep the tick's per-view arrays. Any other recommender gets them.
+    """
+    kind = type(recommender)
+    if kind in _TOTALS_ONLY:
+        return False
+    if kind in _FIT_IS_INNER:
+        return reads_views(recommender.inner)
+    if kind is NonPersonalised:
+        return reads_views(recommender.inner) or reads_views(recommender.fallback)
+    return True

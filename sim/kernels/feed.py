@@ -17,6 +17,8 @@ view_step
     state updates and the decision to go on, for every active user.
 minhash_item
     The MinHash function used for users' consumption sketches.
+add_views
+    Per-item totals of a sub-step's views, summed in log order (online aggregation).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sim.rng import _GOLDEN, Purpose, _mix, hash4, uniform
 
 __all__ = [
     "CHUNK",
+    "add_views",
     "block_dots",
     "profile_view_step",
     "dot16",
@@ -55,6 +58,7 @@ _P_PROMPT = Purpose.REST_PROMPT
 _P_EXPLORE = Purpose.EXPLORE
 _P_RANDOM = Purpose.RANDOM_REC
 _MINHASH_SALT = np.uint64(0x5EED5EED)
+_COUNT_MAX = 65535  # category counts are uint16 and saturate
 
 
 @nb.njit(parallel=True, cache=True)
@@ -132,6 +136,19 @@ def _block_candidates(key, step, block, n_items, strides, out_row):
         pos += stride
         if pos >= n_items:
             pos -= n_items
+
+
+@nb.njit(cache=True)
+def add_views(item_idx, minutes, item_views, item_minutes):
+    """Add views to the per-item totals: ``item_views`` int64, ``item_minutes`` float64 (n_items,).
+
+    Sequential, in the order of the views: the float64 sums are bitwise those of
+    ``np.bincount(all_item_idx, weights=all_minutes)`` over the tick's whole log.
+    """
+    for r in range(item_idx.shape[0]):
+        i = item_idx[r]
+        item_views[i] += 1
+        item_minutes[i] += np.float64(minutes[r])
 
 
 @nb.njit(inline="always", cache=True)
@@ -244,7 +261,9 @@ def _impressions(r, u, cand_row, top_j, n_top, emb, category, harmful_mask, slat
         slate_i[k] = i
         out_slate[r, k] = i
         n_harm += np.int64(harmful_mask[i])
-        cat_counts[u, category[i]] += 1
+        c = cat_counts[u, category[i]]
+        if c < _COUNT_MAX:  # saturating: uint16 counts (~1,700 impressions a heavy user-day)
+            cat_counts[u, category[i]] = c + 1
         for d in range(dim):
             row_emb[d] += emb[i, d]
     for d in range(dim):
@@ -403,8 +422,8 @@ def view_step(
         The platform's profile, updated in place from the watched item.
     day_stats : float32 (n_users, N_DAY)
         Today's counters, updated in place.
-    cat_counts : int32 (n_users, n_categories)
-        Today's impressions by category, updated in place.
+    cat_counts : uint16 (n_users, n_categories)
+        Today's impressions by category, updated in place (saturating at 65,535).
     imp_emb_sum : float32 (n_users, D)
         Run total of impression embeddings, updated in place.
     minhash : uint32 (n_users, K)
