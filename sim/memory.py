@@ -40,8 +40,11 @@ WORKER_BYTES = 160  # one courier's state and traits (sim.fleet.state.Workers), 
 
 
 def _recommender_traits(sc: Scenario) -> tuple[bool, bool]:
-    """(fused, keeps per-view log): whether the recommender runs inside the view kernel, and whether
-    the engine keeps each tick's per-view arrays (:class:`sim.platform.InteractionLog`)."""
+    """Return (fused, keeps the per-view log) for the scenario's recommender.
+
+    Fused: its ranking runs inside the view kernel. Keeps the per-view log: the
+    engine keeps each tick's per-view arrays (:class:`sim.platform.InteractionLog`).
+    """
     from sim.builtin.recommenders import reads_views, runs_fused
     from sim.registry import make_recommender
 
