@@ -336,7 +336,7 @@ class FeedWorld:
                         self.key, step, night, active, starts, it.n_items, self.strides, BLOCK_SIZE,
                         self.rec_key, bias, sharpness, exploration, allowance, prompt_after, k, self.beh,
                         it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
-                        it.length_minutes, it.uid,
+                        it.length_minutes, it.minhash,
                         u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
                         u.in_session_mask, u.time_left, u.streak_minutes, u.since_prompt_minutes,
                         self.alerted_mask, pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
@@ -349,7 +349,7 @@ class FeedWorld:
                     feed.view_step(
                         self.key, step, night, active, cand, scores, allowance, prompt_after, k, self.beh,
                         it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
-                        it.length_minutes, it.uid,
+                        it.length_minutes, it.minhash,
                         u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
                         u.in_session_mask, u.time_left, u.streak_minutes, u.since_prompt_minutes,
                         self.alerted_mask, pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,

@@ -762,6 +762,7 @@ def replay(
     cat_counts = np.zeros((n, n_cat), dtype=np.uint16)
     imp_emb_sum = np.zeros((n, dim), dtype=np.float32)
     minhash = np.full((n, N_MINHASH), np.iinfo(np.uint32).max, dtype=np.uint32)
+    item_minhash = feed.item_signatures(log.item_id, N_MINHASH)
     alerted = np.zeros(n, dtype=np.bool_)
     user_hat = np.zeros((n, dim), dtype=np.float32)  # the platform's profile: unused by logged slates
     user_days = np.zeros((n_days, n, L.N_DAY), dtype=np.float32)
@@ -825,7 +826,7 @@ def replay(
                 feed.view_step(
                     key, step, night, active, cand, scores, inf, inf, k, beh,
                     log.item_embedding, log.item_category, harmful, quality, hook, log.item_length_minutes,
-                    log.item_id, users.true_interest, users.true_habit, users.true_self_control,
+                    item_minhash, users.true_interest, users.true_habit, users.true_self_control,
                     users.true_intended_minutes, users.in_session_mask, users.time_left, users.streak_minutes,
                     users.since_prompt_minutes, alerted, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
                     out_item, out_min, out_slate,

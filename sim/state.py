@@ -20,10 +20,11 @@ ACTIVITY_PROFILES
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.kernels.feed import item_signatures
 from sim.scenario import COHORTS, Scenario
 
 __all__ = [
@@ -142,6 +143,8 @@ class Items:
         Satisfaction the item gives beyond interest match (hidden).
     true_hook : float32 (m,)
         Engagement bait: raises clicks, watch share and continuation, not satisfaction (hidden).
+    minhash : uint32 (m, N_MINHASH)
+        MinHash signature of the item now in the slot (of ``uid``; for the users' consumption sketches).
     """
 
     embedding: np.ndarray
@@ -153,6 +156,10 @@ class Items:
     harmful_mask: np.ndarray
     true_quality: np.ndarray
     true_hook: np.ndarray
+    minhash: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.minhash = item_signatures(self.uid, N_MINHASH)
 
     @property
     def n_items(self) -> int:
@@ -318,4 +325,5 @@ def replace_items(items: Items, sc: Scenario, centroids: np.ndarray, rng: np.ran
         getattr(items, name)[slot_idx] = values
     items.birth_tick[slot_idx] = tick
     items.uid[slot_idx] = items.uid.max() + 1 + np.arange(k)
+    items.minhash[slot_idx] = item_signatures(items.uid[slot_idx], N_MINHASH)
     return slot_idx

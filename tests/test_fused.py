@@ -76,7 +76,7 @@ def _run(w, s, active, step, night, allowance, prompt_after, bias, sharpness, ex
         s["in_session_mask"], s["time_left"], s["streak_minutes"], s["since_prompt_minutes"], s["alerted_mask"],
         s["user_hat"], s["day_stats"], s["cat_counts"], s["imp_emb_sum"], s["minhash"],
     )  # fmt: skip
-    items = (it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook, it.length_minutes, it.uid)
+    items = (it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook, it.length_minutes, it.minhash)
     if fused:
         starts = feed.retrieval_blocks(active, BLOCK_SIZE)
         block_cand = np.empty((starts.size - 1, n_cand), dtype=np.int32)

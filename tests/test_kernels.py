@@ -25,6 +25,7 @@ from sim import FeedWorld, scenario_from_dict, simulate
 from sim.engine import BLOCK_SIZE, MAX_SUBSTEPS, _coprime_strides
 from sim.kernels import feed, reference, scoring
 from sim.kernels import layout as L
+from sim.kernels.feed import item_signatures
 from sim.rng import Purpose, hash4, root_key, uniform, uniform_np
 from sim.state import ACTIVITY_PROFILES, N_MINHASH
 
@@ -307,7 +308,7 @@ def _run_view(impl, w, before, step, night, inputs):
     impl.view_step(
         w.key, step, night, active, cand, scores, allowance, prompt_after, k, w.beh,
         it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
-        it.length_minutes, it.uid,
+        it.length_minutes, it.minhash,
         s["true_interest"], s["true_habit"], u.true_self_control, u.true_intended_minutes,
         s["in_session_mask"], s["time_left"], s["streak_minutes"], s["since_prompt_minutes"],
         s["alerted_mask"], s["user_hat"], s["day_stats"], s["cat_counts"], s["imp_emb_sum"],
@@ -394,7 +395,7 @@ def test_choice_and_continuation_match_closed_form():
     feed.view_step(
         root_key(5), 17, False, active, cand, scores, inf, inf, k, beh,
         emb, np.array([0, 1, 2, 0, 1], dtype=np.int32), np.zeros(k, dtype=np.bool_), quality, hook,
-        length, np.arange(k, dtype=np.int64),
+        length, item_signatures(np.arange(k, dtype=np.int64), N_MINHASH),
         s["true_interest"], s["true_habit"], np.full(n, self_control, dtype=np.float32),
         np.full(n, intended, dtype=np.float32), s["in_session_mask"], s["time_left"], s["streak"],
         s["since_prompt"], s["alerted"], s["user_hat"], s["day_stats"], s["cat_counts"],
@@ -570,3 +571,19 @@ def test_same_seed_same_run_other_seed_other_run():
     np.testing.assert_array_equal(a.minhash, b.minhash)
     assert a.user_days[..., L.VIEWS].sum() > 0
     assert not np.array_equal(a.user_days, c.user_days)
+
+
+def test_item_signatures_are_the_minhash_of_each_uid_and_follow_replaced_slots():
+    uid = np.array([0, 1, 7, 123_456_789, 2**40 + 3], dtype=np.int64)
+    sig = item_signatures(uid, N_MINHASH)
+    want = reference.minhash_item_np(uid[:, None], np.arange(N_MINHASH)[None, :])
+    assert sig.dtype == np.uint32 and sig.shape == (uid.size, N_MINHASH)
+    np.testing.assert_array_equal(sig, want)
+    sc = scenario_from_dict(
+        {"name": "sig", "population": {"n_users": 50}, "catalogue": {"n_items": 200, "new_items_per_day": 20}}
+    )
+    w = FeedWorld(sc)
+    for _ in range(sc.ticks_per_day):  # midnight replaces the oldest slots with new uids
+        w.step()
+    np.testing.assert_array_equal(w.items.minhash, item_signatures(w.items.uid, N_MINHASH))
+    assert w.items.uid.max() >= 200

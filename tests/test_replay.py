@@ -268,7 +268,8 @@ def test_replay_equals_direct_view_step(tiny):
             key, k, bool(log.req_hour[row] >= 22 or log.req_hour[row] < 6), np.array([u], np.int64), cand, scores,
             inf, inf, slate.size, beh, log.item_embedding, log.item_category, log.item_harmful_mask,
             log.item_quality if log.item_quality is not None else np.zeros(6, np.float32), hook,
-            log.item_length_minutes, log.item_id, users.true_interest, users.true_habit, users.true_self_control,
+            log.item_length_minutes, feed.item_signatures(log.item_id, N_MINHASH), users.true_interest,
+            users.true_habit, users.true_self_control,
             users.true_intended_minutes, users.in_session_mask, users.time_left, users.streak_minutes,
             users.since_prompt_minutes, alerted, user_hat, day_stats, cat_counts, imp, minhash, *out,
         )  # fmt: skip

@@ -15,8 +15,8 @@ draw_candidates
 view_step
     Slate selection (top-k of the recommender's scores), logit choice, watching,
     state updates and the decision to go on, for every active user.
-minhash_item
-    The MinHash function used for users' consumption sketches.
+minhash_item, item_signatures
+    The MinHash function used for users' consumption sketches, and the items' signatures.
 add_views
     Per-item totals of a sub-step's views, summed in log order (online aggregation).
 """
@@ -40,6 +40,7 @@ __all__ = [
     "dot16",
     "draw_candidates",
     "load_block",
+    "item_signatures",
     "minhash_item",
     "open_step",
     "retrieval_blocks",
@@ -149,6 +150,20 @@ def add_views(item_idx, minutes, item_views, item_minutes):
         i = item_idx[r]
         item_views[i] += 1
         item_minutes[i] += np.float64(minutes[r])
+
+
+@nb.njit(parallel=True, cache=True)
+def item_signatures(uid, n_hash):
+    """MinHash signatures of items: uint32 (n_items, n_hash), ``[r, k] = minhash_item(uid[r], k)``.
+
+    Computed once per item (the catalogue keeps them), so a view costs a
+    minimum of two rows instead of ``n_hash`` hashes.
+    """
+    out = np.empty((uid.shape[0], n_hash), dtype=np.uint32)
+    for r in nb.prange(uid.shape[0]):
+        for k in range(n_hash):
+            out[r, k] = minhash_item(uid[r], k)
+    return out
 
 
 @nb.njit(inline="always", cache=True)
@@ -315,7 +330,7 @@ def _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true
 @nb.njit(inline="always", cache=True)
 def _watch(
     r, u, key, step, night, i, match_i, allowance, beh, emb, harmful_mask, true_quality, true_hook,
-    length_minutes, uid, true_interest, true_habit, true_self_control, true_intended, in_session_mask,
+    length_minutes, item_minhash, true_interest, true_habit, true_self_control, true_intended, in_session_mask,
     time_left, streak, since_prompt, alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
 ):  # fmt: skip
     """User ``u`` watches item ``i`` (true match ``match_i``): minutes, learning, and the decision to go on.
@@ -358,10 +373,8 @@ def _watch(
         inv = 1.0 / math.sqrt(norm)
         for d in range(dim):
             true_interest[u, d] = np.float32(true_interest[u, d] * inv)
-    for k in range(minhash.shape[1]):
-        h = minhash_item(uid[i], k)
-        if h < minhash[u, k]:
-            minhash[u, k] = h
+    for k in range(minhash.shape[1]):  # branch-free minimum with the item's precomputed signature
+        minhash[u, k] = min(minhash[u, k], item_minhash[i, k])
 
     # go on?
     ratio = after / true_intended[u] - 1.0
@@ -379,7 +392,7 @@ def _watch(
 @nb.njit(parallel=True, cache=True)
 def view_step(
     key, step, night, active_idx, cand_idx, scores, allowance, prompt_after, slate_size, beh,
-    emb, category, harmful_mask, true_quality, true_hook, length_minutes, uid,
+    emb, category, harmful_mask, true_quality, true_hook, length_minutes, item_minhash,
     true_interest, true_habit, true_self_control, true_intended, in_session_mask, time_left,
     streak, since_prompt, alerted_mask,
     user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
@@ -409,9 +422,10 @@ def view_step(
     slate_size : int
     beh : float64 (N_BEH,)
         Behaviour parameters (:mod:`sim.kernels.layout`).
-    emb .. uid : item arrays (n_items, ...)
+    emb .. item_minhash : item arrays (n_items, ...)
         Content embedding (float32, (n_items, D)), category, harmful label,
-        true quality, true hook, length (minutes), unique id.
+        true quality, true hook, length (minutes), MinHash signature
+        (uint32, (n_items, K): :func:`item_signatures` of the unique ids).
     true_interest : float32 (n_users, D)
         Updated in place (drift toward consumed items).
     true_habit, true_self_control, true_intended : float32 (n_users,)
@@ -476,7 +490,7 @@ def view_step(
                     continue
                 _watch(
                     r, u, key, step, night, slate_i[pick], np.float64(match32[pick]), allowance, beh, emb,
-                    harmful_mask, true_quality, true_hook, length_minutes, uid, true_interest, true_habit,
+                    harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest, true_habit,
                     true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt,
                     alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
                 )  # fmt: skip
@@ -506,7 +520,7 @@ def retrieval_blocks(active_idx, block_size):
 @nb.njit(parallel=True, cache=True)
 def profile_view_step(
     key, step, night, active_idx, block_starts, n_items, strides, block_size,
-    rec_key, item_bias, sharpness, exploration, allowance, prompt_after, slate_size, beh, emb, category, harmful_mask, true_quality, true_hook, length_minutes, uid,
+    rec_key, item_bias, sharpness, exploration, allowance, prompt_after, slate_size, beh, emb, category, harmful_mask, true_quality, true_hook, length_minutes, item_minhash,
     true_interest, true_habit, true_self_control, true_intended, in_session_mask, time_left,
     streak, since_prompt, alerted_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
     out_item, out_minutes, out_slate, out_cand,
@@ -615,7 +629,7 @@ def profile_view_step(
                         continue
                     _watch(
                         r, u, key, step, night, slate_i[pick], np.float64(match32[pick]), allowance, beh, emb,
-                        harmful_mask, true_quality, true_hook, length_minutes, uid, true_interest, true_habit,
+                        harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest, true_habit,
                         true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt,
                         alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
                     )  # fmt: skip

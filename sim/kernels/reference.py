@@ -161,7 +161,7 @@ def _slate(row_scores: np.ndarray, slate_size: int) -> np.ndarray:
 
 def view_step(
     key, step, night, active_idx, cand_idx, scores, allowance, prompt_after, slate_size, beh,
-    emb, category, harmful_mask, true_quality, true_hook, length_minutes, uid,
+    emb, category, harmful_mask, true_quality, true_hook, length_minutes, item_minhash,
     true_interest, true_habit, true_self_control, true_intended, in_session_mask, time_left,
     streak, since_prompt, alerted_mask,
     user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
@@ -175,7 +175,6 @@ def view_step(
     one uniform), watching, the day counters, habit, the platform's profile,
     interest drift, the MinHash sketch, and the decision to go on.
     """
-    n_hash = minhash.shape[1]
     temp = float(beh[L.TEMPERATURE])
     out_item[:] = -1
     out_minutes[:] = 0.0
@@ -285,8 +284,7 @@ def view_step(
         if g > 0.0 and norm > 0.0:
             inv = 1.0 / math.sqrt(norm)
             true_interest[u] = (true_interest[u].astype(np.float64) * inv).astype(np.float32)
-        h = minhash_item_np(uid[i], np.arange(n_hash))
-        minhash[u] = np.minimum(minhash[u], h)
+        minhash[u] = np.minimum(minhash[u], item_minhash[i])
 
         # 6. go on?
         ratio = float(after / _F32(true_intended[u])) - 1.0  # float32 quotient
