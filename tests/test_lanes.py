@@ -18,6 +18,8 @@ def _slates(scores, k):
     out = np.full((n, k), -1, dtype=np.int64)
     buf = np.empty((c, LANES), dtype=np.float32)
     tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
+    top_idx = np.empty((NET_MAX_SLATE, LANES), dtype=np.int32)
+    n_equal = np.empty(LANES, dtype=np.int64)
     gt_j = np.empty(c, dtype=np.int64)
     gt_s = np.empty(c, dtype=np.float32)
     top_s = np.empty(k, dtype=np.float32)
@@ -26,9 +28,9 @@ def _slates(scores, k):
         n_lanes = min(LANES, n - r0)
         load_lanes(scores, r0, n_lanes, buf)
         if k <= NET_MAX_SLATE:
-            top_values8(buf, c, tops)
+            top_values8(buf, c, tops, top_idx, k, n_equal)
         for lane in range(n_lanes):
-            n_top = select_slate(buf, lane, tops, k, gt_j, gt_s, top_s, top_j)
+            n_top = select_slate(buf, lane, tops, top_idx, n_equal, k, gt_j, gt_s, top_s, top_j)
             for q in range(n_top):
                 out[r0 + lane, q] = top_j[q]
     return out

@@ -299,6 +299,17 @@ def _slate_match(u, slate_i, n_top, emb, true_interest, match32):
 
 
 @nb.njit(inline="always", cache=True)
+def _slate_match_t(u, top_j, n_top, et, true_interest, match32):
+    """As :func:`_slate_match`, from the block's transposed candidate embeddings ``et`` (D, n_cand)."""
+    for k in range(n_top):
+        match32[k] = 0.0
+    for d in range(et.shape[0]):
+        td = true_interest[u, d]
+        for k in range(n_top):
+            match32[k] += td * et[d, top_j[k]]
+
+
+@nb.njit(inline="always", cache=True)
 def _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak):
     """Logit choice among the slate and leaving (inverse CDF); return the slate position, -1 to leave."""
     temp = beh[L.TEMPERATURE]
@@ -461,6 +472,8 @@ def view_step(
         row_emb = np.empty(emb.shape[1], dtype=np.float32)
         buf = np.empty((n_cand, LANES), dtype=np.float32)
         tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
+        top_idx = np.empty((NET_MAX_SLATE, LANES), dtype=np.int32)
+        n_equal = np.empty(LANES, dtype=np.int64)
         gt_j = np.empty(n_cand, dtype=np.int64)
         gt_s = np.empty(n_cand, dtype=np.float32)
         for g in range(ch * _GROUPS_PER_CHUNK, min(n_groups, (ch + 1) * _GROUPS_PER_CHUNK)):
@@ -468,7 +481,7 @@ def view_step(
             n_lanes = min(LANES, n_act - r0)
             load_lanes(scores, r0, n_lanes, buf)
             if slate_size <= NET_MAX_SLATE:
-                top_values8(buf, n_cand, tops)
+                top_values8(buf, n_cand, tops, top_idx, slate_size, n_equal)
             for lane in range(n_lanes):
                 r = r0 + lane
                 u = active_idx[r]
@@ -477,7 +490,7 @@ def view_step(
                     streak, since_prompt, alerted_mask, out_item, out_minutes, out_slate,
                 ):  # fmt: skip
                     continue
-                n_top = select_slate(buf, lane, tops, slate_size, gt_j, gt_s, top_s, top_j)
+                n_top = select_slate(buf, lane, tops, top_idx, n_equal, slate_size, gt_j, gt_s, top_s, top_j)
                 if n_top == 0:
                     _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                     continue
@@ -534,9 +547,9 @@ def profile_view_step(
     ranking of :func:`sim.kernels.scoring.dot_scores`. The results are the same,
     bit for bit, as :func:`draw_candidates`, then that scoring kernel, then
     :func:`view_step` (tested). A block's candidate embeddings are loaded once,
-    transposed (D, n_cand); the platform's scores and the users' true matches
-    of eight users are computed from them at once (:func:`lane_dots`); nothing
-    of size (n_act, n_cand) is written.
+    transposed (D, n_cand); the platform's scores of eight users are computed
+    from them at once (:func:`lane_dots`), the users' true matches for the
+    slate only; nothing of size (n_act, n_cand) is written.
 
     Parameters (beyond :func:`view_step`'s)
     ---------------------------------------
@@ -563,10 +576,10 @@ def profile_view_step(
         et = np.empty((dim, n_cand), dtype=np.float32)
         bias_c = np.empty(n_cand, dtype=np.float32)
         hat_t = np.empty((dim, LANES), dtype=np.float32)
-        true_t = np.empty((dim, LANES), dtype=np.float32)
         buf = np.empty((n_cand, LANES), dtype=np.float32)
-        tm = np.empty((n_cand, LANES), dtype=np.float32)
         tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
+        top_idx = np.empty((NET_MAX_SLATE, LANES), dtype=np.int32)
+        n_equal = np.empty(LANES, dtype=np.int64)
         gt_j = np.empty(n_cand, dtype=np.int64)
         gt_s = np.empty(n_cand, dtype=np.float32)
         top_s = np.empty(slate_size, dtype=np.float32)
@@ -585,13 +598,11 @@ def profile_view_step(
                     bias_c[j] = item_bias[cand[j]]
             for r0 in range(r_start, r_end, LANES):
                 n_lanes = min(LANES, r_end - r0)
-                for lane in range(LANES):  # the eight users' profiles and true interests, transposed
+                for lane in range(LANES):  # the eight users' profiles, transposed
                     u = active_idx[r0 + min(lane, n_lanes - 1)]
                     for d in range(dim):
                         hat_t[d, lane] = user_hat[u, d]
-                        true_t[d, lane] = true_interest[u, d]
                 lane_dots(hat_t, et, buf)
-                lane_dots(true_t, et, tm)
                 if affine:
                     for j in range(n_cand):
                         for lane in range(LANES):
@@ -606,7 +617,7 @@ def profile_view_step(
                         s = buf[j, lane]
                         buf[j, lane] = s if (s > -np.inf) & (lane < n_lanes) else np.float32(-np.inf)
                 if slate_size <= NET_MAX_SLATE:
-                    top_values8(buf, n_cand, tops)
+                    top_values8(buf, n_cand, tops, top_idx, slate_size, n_equal)
                 for lane in range(n_lanes):
                     r = r0 + lane
                     u = active_idx[r]
@@ -615,14 +626,13 @@ def profile_view_step(
                         streak, since_prompt, alerted_mask, out_item, out_minutes, out_slate,
                     ):  # fmt: skip
                         continue
-                    n_top = select_slate(buf, lane, tops, slate_size, gt_j, gt_s, top_s, top_j)
+                    n_top = select_slate(buf, lane, tops, top_idx, n_equal, slate_size, gt_j, gt_s, top_s, top_j)
                     if n_top == 0:
                         _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                         continue
                     _impressions(r, u, cand, top_j, n_top, emb, category, harmful_mask, slate_i, row_emb,
                                cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
-                    for k in range(n_top):
-                        match32[k] = tm[top_j[k], lane]
+                    _slate_match_t(u, top_j, n_top, et, true_interest, match32)
                     pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak)
                     if pick < 0:
                         _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
