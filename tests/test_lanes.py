@@ -18,8 +18,6 @@ def _slates(scores, k):
     out = np.full((n, k), -1, dtype=np.int64)
     buf = np.empty((c, LANES), dtype=np.float32)
     tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
-    top_idx = np.empty((NET_MAX_SLATE, LANES), dtype=np.int32)
-    n_equal = np.empty(LANES, dtype=np.int64)
     gt_j = np.empty(c, dtype=np.int64)
     gt_s = np.empty(c, dtype=np.float32)
     top_s = np.empty(k, dtype=np.float32)
@@ -28,9 +26,9 @@ def _slates(scores, k):
         n_lanes = min(LANES, n - r0)
         load_lanes(scores, r0, n_lanes, buf)
         if k <= NET_MAX_SLATE:
-            top_values8(buf, c, tops, top_idx, k, n_equal)
+            top_values8(buf, c, tops)
         for lane in range(n_lanes):
-            n_top = select_slate(buf, lane, tops, top_idx, n_equal, k, gt_j, gt_s, top_s, top_j)
+            n_top = select_slate(buf, lane, tops, k, gt_j, gt_s, top_s, top_j)
             for q in range(n_top):
                 out[r0 + lane, q] = top_j[q]
     return out
@@ -86,3 +84,28 @@ def test_njit_slp_switches_the_vectoriser_on_for_its_own_compilation_only():
     if cpuinfo.exists() and " avx2" in cpuinfo.read_text():
         asm = lane_max.inspect_asm(lane_max.signatures[0])
         assert re.search(r"v(max|min|cmp|blend)\w*ps\s+%ymm", asm), "the eight lanes were not vectorised"
+
+
+def test_prefetch_row_emits_a_prefetch_and_changes_nothing():
+    from sim.kernels.prefetch import prefetch_row
+
+    @nb.njit(cache=False)
+    def gathered_sum(a, b, idx):
+        s = 0.0
+        for r in range(idx.shape[0]):
+            if r + 1 < idx.shape[0]:
+                prefetch_row(a, idx[r + 1])
+                prefetch_row(b, idx[r + 1])
+            s += a[idx[r], 1] + b[idx[r]]
+        return s
+
+    rng = np.random.default_rng(3)
+    a = rng.random((1000, 16)).astype(np.float32)
+    b = rng.random(1000).astype(np.float32)
+    idx = rng.choice(1000, 200, replace=False).astype(np.int64)
+    want = 0.0
+    for u in idx:
+        want += float(a[u, 1] + b[u])  # a float32 sum, as in the kernel
+    assert gathered_sum(a, b, idx) == want
+    asm = next(iter(gathered_sum.inspect_asm().values()))
+    assert "prefetch" in asm

@@ -30,6 +30,7 @@ import numpy as np
 
 from sim.kernels import layout as L
 from sim.kernels.lanes import LANES, NET_MAX_SLATE, lane_dots, load_lanes, select_slate, top_values8
+from sim.kernels.prefetch import prefetch_row
 from sim.rng import _GOLDEN, Purpose, _mix, hash4, uniform
 
 __all__ = [
@@ -230,6 +231,36 @@ def _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_ma
 
 
 @nb.njit(inline="always", cache=True)
+def _prefetch_users(
+    active_idx, lo, hi, true_interest, true_habit, true_self_control, true_intended, in_session_mask, time_left,
+    streak, since_prompt, alerted_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
+):  # fmt: skip
+    """Prefetch the rows of users ``active_idx[lo:hi]`` that a view reads and writes (:mod:`sim.kernels.prefetch`).
+
+    Skipped when those users are (nearly) consecutive: the hardware prefetcher follows such streams.
+    """
+    hi = min(hi, active_idx.shape[0])
+    if hi <= lo or active_idx[hi - 1] - active_idx[lo] < 2 * (hi - lo):
+        return
+    for q in range(lo, hi):
+        u = active_idx[q]
+        prefetch_row(user_hat, u)
+        prefetch_row(true_interest, u)
+        prefetch_row(day_stats, u)
+        prefetch_row(cat_counts, u)
+        prefetch_row(imp_emb_sum, u)
+        prefetch_row(minhash, u)
+        prefetch_row(true_habit, u)
+        prefetch_row(true_self_control, u)
+        prefetch_row(true_intended, u)
+        prefetch_row(in_session_mask, u)
+        prefetch_row(time_left, u)
+        prefetch_row(streak, u)
+        prefetch_row(since_prompt, u)
+        prefetch_row(alerted_mask, u)
+
+
+@nb.njit(inline="always", cache=True)
 def _gate(
     r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, time_left, streak,
     since_prompt, alerted_mask, out_item, out_minutes, out_slate,
@@ -322,13 +353,14 @@ def _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true
         ) / temp
         if util[k] > umax:
             umax = util[k]
-    total = math.exp(u_leave - umax)
+    w_leave = math.exp(u_leave - umax)
+    total = w_leave
     for k in range(n_top):
         util[k] = math.exp(util[k] - umax)
         total += util[k]
     x = uniform(key, step, u, _P_CHOICE) * total
     pick = -1
-    acc = math.exp(u_leave - umax)
+    acc = w_leave
     if x >= acc:
         for k in range(n_top):
             acc += util[k]
@@ -472,16 +504,19 @@ def view_step(
         row_emb = np.empty(emb.shape[1], dtype=np.float32)
         buf = np.empty((n_cand, LANES), dtype=np.float32)
         tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
-        top_idx = np.empty((NET_MAX_SLATE, LANES), dtype=np.int32)
-        n_equal = np.empty(LANES, dtype=np.int64)
         gt_j = np.empty(n_cand, dtype=np.int64)
         gt_s = np.empty(n_cand, dtype=np.float32)
         for g in range(ch * _GROUPS_PER_CHUNK, min(n_groups, (ch + 1) * _GROUPS_PER_CHUNK)):
             r0 = g * LANES
             n_lanes = min(LANES, n_act - r0)
+            _prefetch_users(
+                active_idx, r0 + LANES, r0 + 2 * LANES, true_interest, true_habit, true_self_control, true_intended,
+                in_session_mask, time_left, streak, since_prompt, alerted_mask, user_hat, day_stats, cat_counts,
+                imp_emb_sum, minhash,
+            )  # fmt: skip
             load_lanes(scores, r0, n_lanes, buf)
             if slate_size <= NET_MAX_SLATE:
-                top_values8(buf, n_cand, tops, top_idx, slate_size, n_equal)
+                top_values8(buf, n_cand, tops)
             for lane in range(n_lanes):
                 r = r0 + lane
                 u = active_idx[r]
@@ -490,7 +525,7 @@ def view_step(
                     streak, since_prompt, alerted_mask, out_item, out_minutes, out_slate,
                 ):  # fmt: skip
                     continue
-                n_top = select_slate(buf, lane, tops, top_idx, n_equal, slate_size, gt_j, gt_s, top_s, top_j)
+                n_top = select_slate(buf, lane, tops, slate_size, gt_j, gt_s, top_s, top_j)
                 if n_top == 0:
                     _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                     continue
@@ -578,8 +613,6 @@ def profile_view_step(
         hat_t = np.empty((dim, LANES), dtype=np.float32)
         buf = np.empty((n_cand, LANES), dtype=np.float32)
         tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
-        top_idx = np.empty((NET_MAX_SLATE, LANES), dtype=np.int32)
-        n_equal = np.empty(LANES, dtype=np.int64)
         gt_j = np.empty(n_cand, dtype=np.int64)
         gt_s = np.empty(n_cand, dtype=np.float32)
         top_s = np.empty(slate_size, dtype=np.float32)
@@ -598,6 +631,11 @@ def profile_view_step(
                     bias_c[j] = item_bias[cand[j]]
             for r0 in range(r_start, r_end, LANES):
                 n_lanes = min(LANES, r_end - r0)
+                _prefetch_users(  # the next group's users (in this block or the next)
+                    active_idx, r0 + n_lanes, r0 + n_lanes + LANES, true_interest, true_habit, true_self_control,
+                    true_intended, in_session_mask, time_left, streak, since_prompt, alerted_mask, user_hat,
+                    day_stats, cat_counts, imp_emb_sum, minhash,
+                )  # fmt: skip
                 for lane in range(LANES):  # the eight users' profiles, transposed
                     u = active_idx[r0 + min(lane, n_lanes - 1)]
                     for d in range(dim):
@@ -617,7 +655,7 @@ def profile_view_step(
                         s = buf[j, lane]
                         buf[j, lane] = s if (s > -np.inf) & (lane < n_lanes) else np.float32(-np.inf)
                 if slate_size <= NET_MAX_SLATE:
-                    top_values8(buf, n_cand, tops, top_idx, slate_size, n_equal)
+                    top_values8(buf, n_cand, tops)
                 for lane in range(n_lanes):
                     r = r0 + lane
                     u = active_idx[r]
@@ -626,7 +664,7 @@ def profile_view_step(
                         streak, since_prompt, alerted_mask, out_item, out_minutes, out_slate,
                     ):  # fmt: skip
                         continue
-                    n_top = select_slate(buf, lane, tops, top_idx, n_equal, slate_size, gt_j, gt_s, top_s, top_j)
+                    n_top = select_slate(buf, lane, tops, slate_size, gt_j, gt_s, top_s, top_j)
                     if n_top == 0:
                         _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                         continue

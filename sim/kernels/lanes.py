@@ -3,16 +3,12 @@
 The slate is the top ``k`` of a user's candidate scores. A per-user insertion into a
 sorted buffer branches on every candidate and mispredicts about half of the ~30
 insertions into a top-10 of 100 random scores; it was ~60% of ``view_step``'s time.
-Here the top ``k`` of eight users are found at once by a compare-exchange network (a
-systolic top-``k``: each candidate's scores of the eight users pass down ten sorted
-positions, every position keeping the larger with its candidate index and passing the
-smaller on), with no branch at all. Where a user's top scores are distinct, the indices
-the network carried are the slate. With ties, the network keeps the right scores but not
-always the earlier of equal candidates; such a lane (rare but for new users, whose zero
-profile scores every candidate alike) is ranked from its scores: the candidates above
-the ``k``-th score, then the first ones equal to it. Either way it is exactly the slate
-of the insertion (kept, in :mod:`sim.kernels.reference`, as the twin): score order,
-ties to the earlier candidate.
+Here the ``k``-th largest score of eight users is found at once by a compare-exchange
+network (a systolic top-``k``: each candidate's scores of the eight users pass down ten
+sorted positions, every position keeping the larger and passing the smaller), with no
+branch at all; each user's slate is then the candidates above that threshold, plus the
+first candidates equal to it, in score order with ties to the earlier candidate. That is
+exactly the slate of the insertion (kept, in :mod:`sim.kernels.reference`, as the twin).
 
 LLVM turns the eight lanes of the network into one AVX2 register only with its SLP
 vectoriser, which numba leaves off by default since numba PR #8852 (2023) because of
@@ -124,65 +120,30 @@ def _store8(out, p, t):
     out[p, 4], out[p, 5], out[p, 6], out[p, 7] = t[4], t[5], t[6], t[7]
 
 
-@nb.njit(inline="always", cache=True)
-def _cx8i(t, ti, x, xi):
-    """Compare-exchange of eight lanes carrying candidate indices: the larger score (and its index) stays."""
-    g0, g1, g2, g3 = t[0] >= x[0], t[1] >= x[1], t[2] >= x[2], t[3] >= x[3]
-    g4, g5, g6, g7 = t[4] >= x[4], t[5] >= x[5], t[6] >= x[6], t[7] >= x[7]
-    hi = (
-        _pick(g0, t[0], x[0]), _pick(g1, t[1], x[1]), _pick(g2, t[2], x[2]), _pick(g3, t[3], x[3]),
-        _pick(g4, t[4], x[4]), _pick(g5, t[5], x[5]), _pick(g6, t[6], x[6]), _pick(g7, t[7], x[7]),
-    )  # fmt: skip
-    hi_i = (
-        _pick(g0, ti[0], xi[0]), _pick(g1, ti[1], xi[1]), _pick(g2, ti[2], xi[2]), _pick(g3, ti[3], xi[3]),
-        _pick(g4, ti[4], xi[4]), _pick(g5, ti[5], xi[5]), _pick(g6, ti[6], xi[6]), _pick(g7, ti[7], xi[7]),
-    )  # fmt: skip
-    lo = (
-        _pick(g0, x[0], t[0]), _pick(g1, x[1], t[1]), _pick(g2, x[2], t[2]), _pick(g3, x[3], t[3]),
-        _pick(g4, x[4], t[4]), _pick(g5, x[5], t[5]), _pick(g6, x[6], t[6]), _pick(g7, x[7], t[7]),
-    )  # fmt: skip
-    lo_i = (
-        _pick(g0, xi[0], ti[0]), _pick(g1, xi[1], ti[1]), _pick(g2, xi[2], ti[2]), _pick(g3, xi[3], ti[3]),
-        _pick(g4, xi[4], ti[4]), _pick(g5, xi[5], ti[5]), _pick(g6, xi[6], ti[6]), _pick(g7, xi[7], ti[7]),
-    )  # fmt: skip
-    return hi, hi_i, lo, lo_i
-
-
 @njit_slp(cache=True)
-def top_values8(buf, n_cand, tops, top_idx, k, n_equal):
-    """Find the ten largest scores of each lane of ``buf`` (n_cand, LANES), with their candidates.
+def top_values8(buf, n_cand, tops):
+    """Write the ten largest scores of each lane of ``buf`` (n_cand, LANES) to ``tops`` (10, LANES).
 
-    Writes ``tops`` float32 (10, LANES): ``tops[p, lane]`` is the ``p + 1``-th largest
-    score of the lane (with multiplicity), ``-inf`` past the lane's finite scores;
-    ``top_idx`` int32 (10, LANES): a candidate holding that score (-1 for none); and
-    ``n_equal`` int64 (LANES,): how many candidates hold the ``k``-th score. The
-    network moves each index with its score, so where the top ``k`` scores are distinct
-    and the ``k``-th is held once, ``top_idx`` is the slate; with ties the order among
-    equal scores is not the slate's (ties go to the earlier candidate), and
-    :func:`select_slate` ranks those lanes from the scores. ``buf`` must hold ``-inf``
-    for ineligible candidates (:func:`load_lanes`). A function of its own, not inlined:
-    numba's parallel-loop analysis rejects its tuple code inside a ``prange`` body; one
-    call serves eight users.
+    ``tops[p, lane]`` is the ``p + 1``-th largest score of the lane (with multiplicity),
+    ``-inf`` past the lane's finite scores. ``buf`` must hold ``-inf`` for ineligible
+    candidates (:func:`load_lanes`). A function of its own, not inlined: numba's
+    parallel-loop analysis rejects its tuple code inside a ``prange`` body; one call
+    serves eight users.
     """
     neg = (_NEG, _NEG, _NEG, _NEG, _NEG, _NEG, _NEG, _NEG)
-    m1 = np.int32(-1)
-    none = (m1, m1, m1, m1, m1, m1, m1, m1)
     t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = t8 = t9 = neg
-    i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = i8 = i9 = none
     for j in range(n_cand):
         x = (buf[j, 0], buf[j, 1], buf[j, 2], buf[j, 3], buf[j, 4], buf[j, 5], buf[j, 6], buf[j, 7])
-        jj = np.int32(j)
-        xi = (jj, jj, jj, jj, jj, jj, jj, jj)
-        t0, i0, x, xi = _cx8i(t0, i0, x, xi)
-        t1, i1, x, xi = _cx8i(t1, i1, x, xi)
-        t2, i2, x, xi = _cx8i(t2, i2, x, xi)
-        t3, i3, x, xi = _cx8i(t3, i3, x, xi)
-        t4, i4, x, xi = _cx8i(t4, i4, x, xi)
-        t5, i5, x, xi = _cx8i(t5, i5, x, xi)
-        t6, i6, x, xi = _cx8i(t6, i6, x, xi)
-        t7, i7, x, xi = _cx8i(t7, i7, x, xi)
-        t8, i8, x, xi = _cx8i(t8, i8, x, xi)
-        t9, i9, x, xi = _cx8i(t9, i9, x, xi)
+        t0, x = _cx8(t0, x)
+        t1, x = _cx8(t1, x)
+        t2, x = _cx8(t2, x)
+        t3, x = _cx8(t3, x)
+        t4, x = _cx8(t4, x)
+        t5, x = _cx8(t5, x)
+        t6, x = _cx8(t6, x)
+        t7, x = _cx8(t7, x)
+        t8, x = _cx8(t8, x)
+        t9, x = _cx8(t9, x)
     _store8(tops, 0, t0)
     _store8(tops, 1, t1)
     _store8(tops, 2, t2)
@@ -193,28 +154,6 @@ def top_values8(buf, n_cand, tops, top_idx, k, n_equal):
     _store8(tops, 7, t7)
     _store8(tops, 8, t8)
     _store8(tops, 9, t9)
-    _store8(top_idx, 0, i0)
-    _store8(top_idx, 1, i1)
-    _store8(top_idx, 2, i2)
-    _store8(top_idx, 3, i3)
-    _store8(top_idx, 4, i4)
-    _store8(top_idx, 5, i5)
-    _store8(top_idx, 6, i6)
-    _store8(top_idx, 7, i7)
-    _store8(top_idx, 8, i8)
-    _store8(top_idx, 9, i9)
-    q = min(k, NET_MAX_SLATE) - 1
-    th = (tops[q, 0], tops[q, 1], tops[q, 2], tops[q, 3], tops[q, 4], tops[q, 5], tops[q, 6], tops[q, 7])
-    z = np.int64(0)
-    c = (z, z, z, z, z, z, z, z)
-    for j in range(n_cand):  # how many hold the k-th score, eight lanes at once
-        c = (
-            c[0] + (buf[j, 0] == th[0]), c[1] + (buf[j, 1] == th[1]), c[2] + (buf[j, 2] == th[2]),
-            c[3] + (buf[j, 3] == th[3]), c[4] + (buf[j, 4] == th[4]), c[5] + (buf[j, 5] == th[5]),
-            c[6] + (buf[j, 6] == th[6]), c[7] + (buf[j, 7] == th[7]),
-        )  # fmt: skip
-    n_equal[0], n_equal[1], n_equal[2], n_equal[3] = c[0], c[1], c[2], c[3]
-    n_equal[4], n_equal[5], n_equal[6], n_equal[7] = c[4], c[5], c[6], c[7]
 
 
 @nb.njit(inline="always", cache=True)
@@ -243,31 +182,18 @@ def _insertion_top(buf, lane, k, top_s, top_j):
 
 
 @nb.njit(inline="always", cache=True)
-def select_slate(buf, lane, tops, top_idx, n_equal, k, gt_j, gt_s, top_s, top_j):
+def select_slate(buf, lane, tops, k, gt_j, gt_s, top_s, top_j):
     """Fill ``top_j[:n_top]`` with lane ``lane``'s top ``k`` candidates; return ``n_top``.
 
     Order: score descending, ties to the earlier candidate; ``-inf`` (and NaN) never
-    enter. ``tops``, ``top_idx`` (10, LANES) and ``n_equal`` (LANES,) come from
-    :func:`top_values8`; they are not read when ``k > NET_MAX_SLATE`` (insertion).
-    Without ties the network's indices are the slate; a lane with ties is ranked
-    from its scores. Scratch: ``gt_j``, ``gt_s`` (n_cand,), ``top_s``, ``top_j`` (k,).
+    enter. ``tops`` (10, LANES) holds each lane's ten largest scores
+    (:func:`top_values8`); it is not read when ``k > NET_MAX_SLATE`` (insertion).
+    Scratch: ``gt_j``, ``gt_s`` (n_cand,), ``top_s``, ``top_j`` (k,).
     """
     if k > NET_MAX_SLATE:
         return _insertion_top(buf, lane, k, top_s, top_j)
-    threshold = tops[k - 1, lane]
-    distinct = threshold == _NEG or n_equal[lane] == 1
-    n_top = 0
-    for p in range(k):
-        s = tops[p, lane]
-        if s > _NEG:
-            top_j[p] = top_idx[p, lane]
-            top_s[p] = s
-            n_top += 1
-            if p > 0 and s == tops[p - 1, lane]:
-                distinct = False
-    if distinct:
-        return n_top
     n_cand = buf.shape[0]
+    threshold = tops[k - 1, lane]
     n_gt = 0
     for j in range(n_cand):  # branch-free compaction of the candidates above the k-th score
         s = buf[j, lane]
