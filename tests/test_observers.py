@@ -83,3 +83,72 @@ def test_fake_engagement_moves_the_platform_not_the_users():
     # users' records hold only real views
     assert botted.day_stats[:, L.VIEWS].sum() > 0
     assert (botted.day_stats[:, L.MINUTES] >= 0).all()
+
+
+class _TickLogs:
+    """Keep every tick's log (an ``on_tick`` observer: the engine then keeps the per-view arrays)."""
+
+    def __init__(self):
+        self.logs = []
+
+    def on_tick(self, world, log):
+        self.logs.append(log)
+
+
+class _ReadsViews:
+    """A plugin recommender (not a built-in): it is given the per-view arrays."""
+
+    def __init__(self):
+        self.seen = []
+
+    def fit(self, view, log):
+        self.seen.append((log.user_idx is not None, log.n_views))
+        return self
+
+    def score(self, user_idx, cand_idx, view):
+        return np.zeros(cand_idx.shape, dtype=np.float32)
+
+
+class _LogSpy:
+    """Wrap a built-in's ``fit`` to see the log it gets, without changing the recommender's type."""
+
+    def __init__(self, world):
+        self.logs = []
+        fit = world.recommender.fit
+
+        def spied(view, log):
+            self.logs.append(log)
+            return fit(view, log)
+
+        world.recommender.fit = spied
+
+
+@pytest.mark.parametrize("kind", ["engagement", "popularity"])
+def test_per_item_totals_are_the_log_counted_online_and_per_view_arrays_only_when_read(kind):
+    plain, observed = FeedWorld(_scenario(kind)), FeedWorld(_scenario(kind))
+    spy = _LogSpy(plain)
+    obs = _TickLogs()
+    observed.add_observer(obs)
+    rec_plain, rec_obs = plain.run(), observed.run()
+    assert all(log.user_idx is None and log.item_idx is None for log in spy.logs)  # a built-in: totals only
+    assert sum(log.n_views for log in spy.logs) > 0
+    for log in obs.logs:  # kept: the online totals are the bincounts of the per-view arrays, bit for bit
+        n = log.item_impressions.size
+        np.testing.assert_array_equal(log.item_views, np.bincount(log.item_idx, minlength=n))
+        np.testing.assert_array_equal(log.item_minutes, np.bincount(log.item_idx, weights=log.minutes, minlength=n))
+    for name in ("user_days", "feed_days", "true_interest", "imp_emb_sum", "minhash"):
+        np.testing.assert_array_equal(getattr(rec_plain, name), getattr(rec_obs, name))
+    np.testing.assert_array_equal(plain.platform.item_views_hat, observed.platform.item_views_hat)
+    np.testing.assert_array_equal(plain.platform.item_minutes_hat, observed.platform.item_minutes_hat)
+
+
+def test_a_plugin_recommender_gets_the_per_view_arrays():
+    rec = _ReadsViews()
+    FeedWorld(_scenario(), recommender=rec).run()
+    assert rec.seen and all(kept for kept, _ in rec.seen)
+    assert sum(n for _, n in rec.seen) > 0
+
+
+def test_an_interaction_log_without_views_needs_the_totals():
+    with pytest.raises(ValueError, match="item_views"):
+        InteractionLog(None, None, None, None, item_impressions=np.zeros(3, dtype=np.int32))

@@ -320,24 +320,17 @@ def _impressions(r, u, cand_row, top_j, n_top, emb, category, harmful_mask, slat
 
 @nb.njit(inline="always", cache=True)
 def _slate_match(u, slate_i, n_top, emb, true_interest, match32):
-    """``match32[k] = true_interest[u] . emb[slate_i[k]]`` in lockstep over the slate (each summed over d in order)."""
+    """``match32[k] = true_interest[u] . emb[slate_i[k]]`` in lockstep over the slate (each summed over d in order).
+
+    ``emb`` is any (n, D) view of item rows: the catalogue, or a block's transposed candidate embeddings seen
+    through ``et.T`` (then ``slate_i`` holds candidate positions).
+    """
     for k in range(n_top):
         match32[k] = 0.0
     for d in range(emb.shape[1]):
         td = true_interest[u, d]
         for k in range(n_top):
             match32[k] += td * emb[slate_i[k], d]
-
-
-@nb.njit(inline="always", cache=True)
-def _slate_match_t(u, top_j, n_top, et, true_interest, match32):
-    """As :func:`_slate_match`, from the block's transposed candidate embeddings ``et`` (D, n_cand)."""
-    for k in range(n_top):
-        match32[k] = 0.0
-    for d in range(et.shape[0]):
-        td = true_interest[u, d]
-        for k in range(n_top):
-            match32[k] += td * et[d, top_j[k]]
 
 
 @nb.njit(inline="always", cache=True)
@@ -609,6 +602,7 @@ def profile_view_step(
     affine = item_bias.shape[0] > 0 or sharpness != 1.0
     for ch in nb.prange(n_chunks):
         et = np.empty((dim, n_cand), dtype=np.float32)
+        et_rows = et.T  # (n_cand, D) view: the candidates' rows
         bias_c = np.empty(n_cand, dtype=np.float32)
         hat_t = np.empty((dim, LANES), dtype=np.float32)
         buf = np.empty((n_cand, LANES), dtype=np.float32)
@@ -670,7 +664,7 @@ def profile_view_step(
                         continue
                     _impressions(r, u, cand, top_j, n_top, emb, category, harmful_mask, slate_i, row_emb,
                                cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
-                    _slate_match_t(u, top_j, n_top, et, true_interest, match32)
+                    _slate_match(u, top_j, n_top, et_rows, true_interest, match32)
                     pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak)
                     if pick < 0:
                         _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
