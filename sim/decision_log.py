@@ -362,13 +362,11 @@ class DecisionLogger:
         market = world.market
         if market is None or "quote" not in self.kinds:
             return
-        # the market keeps one array per tick and column (sim.market.world.Market._log); take the new ones
-        log = market._log
-        n_ticks = len(log["tick"])
-        if n_ticks == self._quote_pos:
+        n_total = market.n_quotes  # the quotes logged since the last write
+        if n_total == self._quote_pos:
             return
-        cols = {c: np.concatenate(log[c][self._quote_pos : n_ticks]) for c in QUOTE_FIELDS}
-        self._quote_pos = n_ticks
+        cols = market.quotes_from(self._quote_pos, QUOTE_FIELDS)
+        self._quote_pos = n_total
         n = cols["tick"].size
         if n == 0:
             return

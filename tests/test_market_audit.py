@@ -142,3 +142,29 @@ def test_fraud_exposure_needs_the_elderly():
     res = run_audit(scenario_from_dict(d), replications=1, workers=1)
     f = _finding(res, "fraud_exposure_ratio", "elderly")
     assert f.verdict == "undefined" and f.n_users == 0 and "absent" in f.note
+
+
+def test_the_quote_log_is_joined_once_and_read_from_any_row():
+    from sim.engine import FeedWorld
+    from sim.market.world import QUOTE_COLUMNS
+
+    sc = _small("scenarios/loyalty_pricing.toml").with_overrides(n_users=600, days=1)
+    w = FeedWorld(sc)
+    for _ in range(sc.ticks_per_day // 2):
+        w.step()
+    m = w.market
+    half = m.n_quotes
+    for _ in range(sc.ticks_per_day // 2):
+        w.step()
+    n = m.n_quotes
+    assert 0 < half < n
+    later = m.quotes_from(half)
+    full = m.quote_log()
+    assert all(full[c].shape == (n,) and not full[c].flags.writeable for c in QUOTE_COLUMNS)
+    for c in QUOTE_COLUMNS:
+        np.testing.assert_array_equal(later[c], full[c][half:])
+        assert len(m._log[c]) == 1  # joined in place: the chunks are gone
+    again = m.quote_log()
+    assert all(again[c] is full[c] for c in QUOTE_COLUMNS)
+    np.testing.assert_array_equal(m.quotes_from(half)["price"], later["price"])
+    assert m.quotes_from(n)["tick"].size == 0

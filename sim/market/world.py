@@ -252,6 +252,38 @@ class Market:
             s.spend_month[:] = 0.0
             s.platform_spend_month[:] = 0.0
 
+    @property
+    def n_quotes(self) -> int:
+        """Quotes logged so far."""
+        return int(sum(c.shape[0] for c in self._log["tick"]))
+
+    def quotes_from(self, start: int, columns=QUOTE_COLUMNS) -> dict[str, np.ndarray]:
+        """Return the ``columns`` of the quotes from row ``start`` (0-based, in log order) to the last, as new arrays."""
+        out = {}
+        for name in columns:
+            chunks, parts, row = self._log[name], [], 0
+            for chunk in chunks:
+                end = row + chunk.shape[0]
+                if end > start:
+                    parts.append(chunk[max(0, start - row) :])
+                row = end
+            out[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=chunks[0].dtype if chunks else None)
+        return out
+
     def quote_log(self) -> dict[str, np.ndarray]:
-        """All quotes of the run so far, one array per column of :data:`QUOTE_COLUMNS`."""
-        return {c: (np.concatenate(v) if v else np.zeros(0)) for c, v in self._log.items()}
+        """All quotes of the run so far, one array per column of :data:`QUOTE_COLUMNS`.
+
+        Each column's per-tick chunks are joined once and kept joined, one column at a
+        time, so the log is never held twice (it is the largest part of a market run's
+        memory: ~140 B a quote). The arrays are read-only: they are the log itself.
+        """
+        out = {}
+        for name, chunks in self._log.items():
+            if len(chunks) > 1:
+                joined = np.concatenate(chunks)
+                joined.flags.writeable = False
+                chunks[:] = [joined]
+            elif chunks:
+                chunks[0].flags.writeable = False
+            out[name] = chunks[0] if chunks else np.zeros(0)
+        return out
