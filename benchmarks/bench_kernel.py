@@ -141,7 +141,7 @@ def bench_numba(n_users: int, n_items: int, dim: int, n_cand: int, slate: int, s
     return rates[0], rates[1], rates[2], watched / (n * substeps)
 
 
-def bench_scoring_fraction(dim: int, n_cand: int) -> dict:
+def bench_scoring_fraction(dim: int, n_cand: int, n_items: int) -> dict:
     """The fused kernel's scoring part against the machine's float32 matrix-multiply peak."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((2048, 2048), dtype=np.float32)
@@ -150,11 +150,12 @@ def bench_scoring_fraction(dim: int, n_cand: int) -> dict:
     best = min(_timed(lambda: a @ b) for _ in range(5))
     sgemm_flops = 2 * 2048**3 / best
     vec_t = rng.standard_normal((dim, LANES), dtype=np.float32)
-    et = rng.standard_normal((dim, n_cand), dtype=np.float32)
+    emb = rng.standard_normal((n_items, dim), dtype=np.float32)
+    cand = rng.choice(n_items, n_cand, replace=False).astype(np.int32)
     out = np.empty((n_cand, LANES), dtype=np.float32)
     reps = 20_000
-    _lane_dots_loop(vec_t, et, out, 1)
-    best = min(_timed(lambda: _lane_dots_loop(vec_t, et, out, reps)) for _ in range(5))
+    _lane_dots_loop(vec_t, emb, cand, out, 1)
+    best = min(_timed(lambda: _lane_dots_loop(vec_t, emb, cand, out, reps)) for _ in range(5))
     threads = nb.get_num_threads()
     scoring_flops = threads * reps * LANES * 2 * dim * n_cand / best  # one lane group per thread, in parallel
     return {
@@ -171,11 +172,11 @@ def _timed(fn) -> float:
 
 
 @nb.njit(parallel=True)
-def _lane_dots_loop(vec_t, et, out, reps):
+def _lane_dots_loop(vec_t, emb, cand, out, reps):
     for t in nb.prange(nb.get_num_threads()):
         mine = np.empty_like(out)
         for _rep in range(reps):
-            lane_dots(vec_t, et, mine)
+            lane_dots(vec_t, emb, cand, mine)
         if t == 0:
             out[:] = mine
 
@@ -226,7 +227,7 @@ def main(argv=None) -> dict:
     print(f"numba kernels : {numba_rate:14,.0f} agent-steps/s ({size}; fused kernel)")
     print(f"  as 3 kernels: {pipeline_rate:14,.0f} agent-steps/s (retrieval, scoring, view: any recommender)")
     print(f"  realistic   : {sparse_rate:14,.0f} agent-steps/s (fused, {REALISTIC_ACTIVE_SHARE:.0%} of users viewing)")
-    frac = bench_scoring_fraction(dim, n_cand)
+    frac = bench_scoring_fraction(dim, n_cand, n_items)
     print(
         f"scoring part  : {frac['scoring_gflops']:14,.1f} GFLOP/s float32 = {frac['scoring_fraction_of_sgemm']:.1%} "
         f"of this machine's sgemm ({frac['sgemm_gflops']:,.1f} GFLOP/s)"

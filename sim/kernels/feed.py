@@ -574,10 +574,12 @@ def profile_view_step(
     ``sharpness = 1``, no bias and no exploration it is the content-based
     ranking of :func:`sim.kernels.scoring.dot_scores`. The results are the same,
     bit for bit, as :func:`draw_candidates`, then that scoring kernel, then
-    :func:`view_step` (tested). A block's candidate embeddings are loaded once,
-    transposed (D, n_cand); the platform's scores of eight users are computed
-    from them at once (:func:`lane_dots`), the users' true matches for the
-    slate only; nothing of size (n_act, n_cand) is written.
+    :func:`view_step` (tested).
+    The platform's scores of eight users are computed at once (:func:`lane_dots`,
+    reading the candidates' rows in place), the users' true matches for the
+    slate only; nothing of size (n_act, n_cand) is written. The scores are
+    finite by construction (unit embeddings, a profile learned from them,
+    finite biases), so unlike :func:`view_step` no NaN guard is needed.
 
     Parameters (beyond :func:`view_step`'s)
     ---------------------------------------
@@ -601,8 +603,6 @@ def profile_view_step(
     n_chunks = (n_blocks + _BLOCKS_PER_CHUNK - 1) // _BLOCKS_PER_CHUNK
     affine = item_bias.shape[0] > 0 or sharpness != 1.0
     for ch in nb.prange(n_chunks):
-        et = np.empty((dim, n_cand), dtype=np.float32)
-        et_rows = et.T  # (n_cand, D) view: the candidates' rows
         bias_c = np.empty(n_cand, dtype=np.float32)
         hat_t = np.empty((dim, LANES), dtype=np.float32)
         buf = np.empty((n_cand, LANES), dtype=np.float32)
@@ -615,11 +615,16 @@ def profile_view_step(
         match32 = np.empty(slate_size, dtype=np.float32)
         slate_i = np.empty(slate_size, dtype=np.int64)
         row_emb = np.empty(dim, dtype=np.float32)
+        r_first = block_starts[ch * _BLOCKS_PER_CHUNK]
+        _prefetch_users(  # the chunk's first group (the later ones are prefetched a group ahead)
+            active_idx, r_first, r_first + LANES, true_interest, true_habit, true_self_control, true_intended,
+            in_session_mask, time_left, streak, since_prompt, alerted_mask, user_hat, day_stats, cat_counts,
+            imp_emb_sum, minhash,
+        )  # fmt: skip
         for b in range(ch * _BLOCKS_PER_CHUNK, min(n_blocks, (ch + 1) * _BLOCKS_PER_CHUNK)):
             cand = out_cand[b]
             r_start, r_end = block_starts[b], block_starts[b + 1]
             _block_candidates(key, step, active_idx[r_start] // block_size, n_items, strides, cand)
-            load_block(emb, cand, et)
             if affine:
                 for j in range(n_cand):
                     bias_c[j] = item_bias[cand[j]]
@@ -634,7 +639,7 @@ def profile_view_step(
                     u = active_idx[r0 + min(lane, n_lanes - 1)]
                     for d in range(dim):
                         hat_t[d, lane] = user_hat[u, d]
-                lane_dots(hat_t, et, buf)
+                lane_dots(hat_t, emb, cand, buf)
                 if affine:
                     for j in range(n_cand):
                         for lane in range(LANES):
@@ -644,10 +649,10 @@ def profile_view_step(
                     if exploration > 0.0 and uniform(rec_key, step, u, _P_EXPLORE) < exploration:
                         for j in range(n_cand):
                             buf[j, lane] = np.float32(uniform(rec_key, step, u * n_cand + j, _P_RANDOM))
-                for j in range(n_cand):  # NaN and the lanes past the group are not eligible
-                    for lane in range(LANES):
-                        s = buf[j, lane]
-                        buf[j, lane] = s if (s > -np.inf) & (lane < n_lanes) else np.float32(-np.inf)
+                if n_lanes < LANES:  # the lanes past the group are not eligible
+                    for j in range(n_cand):
+                        for lane in range(n_lanes, LANES):
+                            buf[j, lane] = np.float32(-np.inf)
                 if slate_size <= NET_MAX_SLATE:
                     top_values8(buf, n_cand, tops)
                 for lane in range(n_lanes):
@@ -664,7 +669,7 @@ def profile_view_step(
                         continue
                     _impressions(r, u, cand, top_j, n_top, emb, category, harmful_mask, slate_i, row_emb,
                                cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
-                    _slate_match(u, top_j, n_top, et_rows, true_interest, match32)
+                    _slate_match(u, slate_i, n_top, emb, true_interest, match32)
                     pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak)
                     if pick < 0:
                         _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)

@@ -235,39 +235,45 @@ def _axpy8(acc, a, e):
 
 
 @njit_slp(cache=True)
-def lane_dots(vec_t, et, out):
-    """``out[j, lane] = vec_t[:, lane] . et[:, j]`` for eight users at once.
+def lane_dots(vec_t, emb, cand, out):
+    """``out[j, lane] = vec_t[:, lane] . emb[cand[j]]`` for eight users at once.
 
     Parameters
     ----------
     vec_t : float32 (D, LANES)
         Eight users' vectors, transposed (one column per user).
-    et : float32 (D, n_cand)
-        The candidates' embeddings, transposed.
+    emb : float32 (n_items, D)
+        Item embeddings; the candidates' rows are read in place (each element is
+        broadcast to the eight lanes, so no transposed copy is needed).
+    cand : int32 (n_cand,)
+        The candidates' item rows.
     out : float32 (n_cand, LANES)
         Output. Each dot product is a float32 running sum over d in coordinate
         order from 0.0, the order of :func:`sim.kernels.feed.dot16`, so the
         values are bitwise those of the per-user kernels.
     """
-    dim, n_cand = et.shape
+    dim = emb.shape[1]
+    n_cand = cand.shape[0]
     zero = np.float32(0.0)
     z8 = (zero, zero, zero, zero, zero, zero, zero, zero)
     n_four = n_cand - n_cand % 4
     for j in range(0, n_four, 4):  # four candidates at a time: four independent sums in flight
+        i0, i1, i2, i3 = cand[j], cand[j + 1], cand[j + 2], cand[j + 3]
         acc0 = acc1 = acc2 = acc3 = z8
         for d in range(dim):
             a = (vec_t[d, 0], vec_t[d, 1], vec_t[d, 2], vec_t[d, 3], vec_t[d, 4], vec_t[d, 5], vec_t[d, 6], vec_t[d, 7])
-            acc0 = _axpy8(acc0, a, et[d, j])
-            acc1 = _axpy8(acc1, a, et[d, j + 1])
-            acc2 = _axpy8(acc2, a, et[d, j + 2])
-            acc3 = _axpy8(acc3, a, et[d, j + 3])
+            acc0 = _axpy8(acc0, a, emb[i0, d])
+            acc1 = _axpy8(acc1, a, emb[i1, d])
+            acc2 = _axpy8(acc2, a, emb[i2, d])
+            acc3 = _axpy8(acc3, a, emb[i3, d])
         _store8(out, j, acc0)
         _store8(out, j + 1, acc1)
         _store8(out, j + 2, acc2)
         _store8(out, j + 3, acc3)
     for j in range(n_four, n_cand):
+        i = cand[j]
         acc = z8
         for d in range(dim):
             a = (vec_t[d, 0], vec_t[d, 1], vec_t[d, 2], vec_t[d, 3], vec_t[d, 4], vec_t[d, 5], vec_t[d, 6], vec_t[d, 7])
-            acc = _axpy8(acc, a, et[d, j])
+            acc = _axpy8(acc, a, emb[i, d])
         _store8(out, j, acc)
