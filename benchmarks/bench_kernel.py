@@ -32,6 +32,7 @@ Usage::
 
     python benchmarks/bench_kernel.py --quick     # < 1 minute
     python benchmarks/bench_kernel.py             # larger sizes
+    python benchmarks/bench_kernel.py --quick --json benchmarks/results/kernel.json
 
 The last line printed is one JSON object with the figures.
 """
@@ -212,6 +213,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--mesa-agents", type=int, default=None)
     parser.add_argument("--mesa-steps", type=int, default=None)
     parser.add_argument("--n-items", type=int, default=5_000)
+    parser.add_argument("--json", default=None, help="also write the result to this file (e.g. benchmarks/results/)")
     args = parser.parse_args(argv)
     if args.threads:
         nb.set_num_threads(args.threads)
@@ -264,6 +266,11 @@ def main(argv=None) -> dict:
         print(f"engine (1 day, 100k users, end to end): {e2e:,.0f} agent-steps/s")
         result["engine_end_to_end_agent_steps_per_s"] = round(e2e)
     print(json.dumps(result))
+    if args.json:  # atomically: a half-written result never replaces a good one
+        tmp = f"{args.json}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=1)
+        os.replace(tmp, args.json)
     return result
 
 
