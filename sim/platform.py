@@ -73,6 +73,8 @@ class PlatformView:
         Personalisation switched off (Art. 17).
     user_minutes_today, user_streak_minutes : float32 (n_users,)
         Today's minutes and the current session's minutes (platform logs).
+        ``user_minutes_today`` is a new array each day: read it from the view
+        at each call rather than keeping it.
     user_time_left : float32 (n_users,)
         Minutes of the current tick the user has not used yet (the session clock):
         the user's current time is ``tick start + tick_minutes - user_time_left``.
