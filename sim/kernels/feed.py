@@ -320,11 +320,7 @@ def _impressions(r, u, cand_row, top_j, n_top, emb, category, harmful_mask, slat
 
 @nb.njit(inline="always", cache=True)
 def _slate_match(u, slate_i, n_top, emb, true_interest, match32):
-    """``match32[k] = true_interest[u] . emb[slate_i[k]]`` in lockstep over the slate (each summed over d in order).
-
-    ``emb`` is any (n, D) view of item rows: the catalogue, or a block's transposed candidate embeddings seen
-    through ``et.T`` (then ``slate_i`` holds candidate positions).
-    """
+    """``match32[k] = true_interest[u] . emb[slate_i[k]]`` in lockstep over the slate (each summed over d in order)."""
     for k in range(n_top):
         match32[k] = 0.0
     for d in range(emb.shape[1]):
