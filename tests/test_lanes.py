@@ -109,3 +109,33 @@ def test_prefetch_row_emits_a_prefetch_and_changes_nothing():
     assert gathered_sum(a, b, idx) == want
     asm = next(iter(gathered_sum.inspect_asm().values()))
     assert "prefetch" in asm
+
+
+@pytest.mark.skipif(
+    not (Path("/proc/cpuinfo").exists() and " avx2" in Path("/proc/cpuinfo").read_text()), reason="needs AVX2"
+)
+def test_the_lane_kernels_compile_to_eight_lane_vector_code():
+    """Guard the loop shapes: a small change to either kernel can silently fall back to scalar code (3-30x slower)."""
+    from sim.kernels.lanes import lane_dots
+
+    rng = np.random.default_rng(0)
+    buf = rng.random((100, LANES)).astype(np.float32)
+    tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
+    top = njit_slp(cache=False)(top_values8.py_func)
+    top(buf, 100, tops)
+    np.testing.assert_array_equal(tops, -np.sort(-buf, axis=0)[:NET_MAX_SLATE])
+    asm = top.inspect_asm(top.signatures[0])
+    assert re.search(r"v(max|min|cmp|blend)\w*ps\s+.*%ymm", asm), "top_values8 is no longer vectorised"
+
+    emb = rng.standard_normal((500, 16)).astype(np.float32)
+    cand = rng.choice(500, 100, replace=False).astype(np.int32)
+    vec_t = rng.standard_normal((16, LANES)).astype(np.float32)
+    out = np.empty((100, LANES), dtype=np.float32)
+    dots = njit_slp(cache=False)(lane_dots.py_func)
+    dots(vec_t, emb, cand, out)
+    want = np.zeros((100, LANES), dtype=np.float32)
+    for d in range(16):  # the kernel's order: a float32 running sum over d
+        want += emb[cand, d][:, None] * vec_t[d][None, :]
+    np.testing.assert_array_equal(out, want)
+    asm = dots.inspect_asm(dots.signatures[0])
+    assert re.search(r"v(mul|fmadd\w*)ps\s+.*%ymm", asm), "lane_dots is no longer vectorised"
