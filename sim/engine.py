@@ -13,8 +13,9 @@ One tick (``FeedWorld.step``):
    (then, with a market: the market phase, :class:`sim.market.world.Market`;
    with a fleet: the fleet phase, :class:`sim.fleet.world.Fleet`, in minute steps)
 3. Learning: ``recommender.fit(view, log of the tick)``.
-4. At midnight: per-user day statistics are stored, counters reset, the
-   platform's counts decay and the oldest items are replaced.
+4. At midnight: the day's feed entropy is stored (the day counters were the
+   record's row all day; the next day gets its own row), category counts reset,
+   the platform's counts decay and the oldest items are replaced.
 
 Public objects
 --------------
@@ -50,6 +51,7 @@ from sim.state import (
     N_MINHASH,
     PlatformState,
     category_centroids,
+    category_count_dtype,
     make_items,
     make_users,
     n_creators,
@@ -154,7 +156,7 @@ class FeedWorld:
             item_minutes_hat=np.zeros(m, dtype=np.float32),
             item_impressions_hat=np.zeros(m, dtype=np.float32),
         )
-        self.cat_counts = np.zeros((n, sc.catalogue.n_categories), dtype=np.uint16)
+        self.cat_counts = np.zeros((n, sc.catalogue.n_categories), dtype=category_count_dtype(sc))
         self.imp_emb_sum = np.zeros((n, dim), dtype=np.float32)
         self.minhash = np.full((n, N_MINHASH), np.iinfo(np.uint32).max, dtype=np.uint32)
         self.alerted_mask = np.zeros(n, dtype=np.bool_)
@@ -219,6 +221,16 @@ class FeedWorld:
                 hooks.append(fn)
 
     # -- protocol checks -------------------------------------------------------------------
+    def _checked_ranking(self, bias, sharpness, exploration):
+        """Check the fused ranking's inputs by the rule of ``score()``: no NaN or +inf score may come out."""
+        top = bias.max() if bias.size else 0.0  # NaN propagates through max
+        if np.isnan(top) or top == np.inf or not np.isfinite(sharpness):
+            raise PluginError(
+                f"recommender '{self.recommender_label}': its ranking gives NaN or +inf scores (item bias max "
+                f"{top}, sharpness {sharpness}); fix: check its parameters (e.g. prior_views > 0)"
+            )
+        return bias, sharpness, exploration
+
     def _checked_scores(self, scores, shape):
         name = self.recommender_label
         if not isinstance(scores, np.ndarray):
@@ -329,7 +341,7 @@ class FeedWorld:
                 out_min = np.empty(n_act, dtype=np.float32)
                 out_slate = np.empty((n_act, k), dtype=np.int32)
                 if self.fused:  # the recommender's ranking, computed inside the view kernel
-                    bias, sharpness, exploration = self.recommender._profile_ranking(self.view)
+                    bias, sharpness, exploration = self._checked_ranking(*self.recommender._profile_ranking(self.view))
                     starts = feed.retrieval_blocks(active, BLOCK_SIZE)
                     block_cand = np.empty((starts.size - 1, n_cand), dtype=np.int32)
                     feed.profile_view_step(
@@ -411,7 +423,11 @@ class FeedWorld:
             item_impressions=impressions.astype(np.int32), item_views=item_views, item_minutes=item_minutes,
         )  # fmt: skip
         for fn in self._on_tick:  # e.g. fake engagement: the platform sees it, no user watched it
-            log = fn(self, log) or log
+            new = fn(self, log)
+            if new is not None and new is not log and new.item_idx is not None:
+                # the per-item totals from the observer's views (a log made with dataclasses.replace keeps stale ones)
+                new = InteractionLog(new.user_idx, new.item_idx, new.minutes, new.step, new.item_impressions)
+            log = new or log
         impressions = log.item_impressions
         pf.item_views_hat += log.item_views.astype(np.float32)
         pf.item_minutes_hat += log.item_minutes.astype(np.float32)

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from sim.scenario import Scenario, ScenarioError
 
 __all__ = ["available_memory", "check_memory", "estimate_memory"]
@@ -59,6 +61,7 @@ def _recommender_traits(sc: Scenario) -> tuple[bool, bool]:
 def _world_bytes(sc: Scenario) -> dict[str, float]:
     from sim.engine import _ENTROPY_ROWS  # imported here: the engine imports this module
     from sim.output import BATCH_ROWS
+    from sim.state import N_MINHASH, category_count_dtype
 
     n, d, t = sc.population.n_users, sc.population.interest_dim, sc.clock.days
     m, c = sc.catalogue.n_items, sc.catalogue.n_categories
@@ -68,18 +71,23 @@ def _world_bytes(sc: Scenario) -> dict[str, float]:
         + 4 * d  # user_hat
         + 4 * d  # imp_emb_sum
         + 16 * 4  # minhash
-        + 2 * c  # category counts of today's feed (uint16)
+        + np.dtype(category_count_dtype(sc)).itemsize * c  # category counts of today's feed
         + 8 * 4 + 6  # scalar float32 state and masks
     )  # fmt: skip
     fused, keeps_views = _recommender_traits(sc)
     parts = {
         "users": n * per_user,
-        "items": m * (4 * d + 8 * 4),
+        "items": m * (4 * d + 8 * 4 + 4 * N_MINHASH),  # embedding, scalars, MinHash signature
         "per-user-day records": n * t * (11 + 2) * 4,
         # the fused kernel (built-in profile rankings) keeps no (n_act, n_cand) candidates or scores
         "sub-step buffers": PEAK_ACTIVE_SHARE * n * ((0 if fused else k * (4 + 4)) + s * 4 + 32),
-        # the busiest tick's per-view arrays (24 B a view) and one field joined (8 B), when they are kept
-        "tick interaction log": keeps_views * n * PEAK_VIEWS_PER_USER_MINUTE * sc.clock.tick_minutes * (24 + 8),
+        # the busiest tick's per-view arrays (24 B a view) and one field joined (8 B), when they are kept; bots
+        # (sim.bots) build a second, longer log while the first is alive
+        "tick interaction log": keeps_views
+        * n
+        * PEAK_VIEWS_PER_USER_MINUTE
+        * sc.clock.tick_minutes
+        * (24 + 8 + (32 if sc.bots is not None else 0)),
         # float64 temporaries of the chunked feed entropy (sim.engine._ENTROPY_ROWS rows) and one slice of
         # users.parquet as a DataFrame and an Arrow table (sim.output.BATCH_ROWS rows, ~200 B each)
         "end-of-day and output temporaries": min(n, _ENTROPY_ROWS) * c * 8 * 4 + min(n, BATCH_ROWS) * 2 * 200,

@@ -12,7 +12,7 @@ An observer is any object with one or more of these methods (all optional); atta
     platform: how fake engagement (bot accounts) enters the platform's data without any user
     having watched. Users' own records (minutes, day statistics) are never changed by it.
 ``on_day_end(world, day)``
-    At midnight, after the day's statistics are stored and before the counters reset.
+    At midnight, when the day's statistics are complete and before the next day's counters start.
 
 Observers must not change the world's arrays; they run in the order they were added.
 

@@ -759,7 +759,7 @@ def replay(
     creator_minutes = np.zeros(int(creator.max()) + 1, dtype=np.float64) if creator is not None else None
 
     day_stats = np.zeros((n, L.N_DAY), dtype=np.float32)
-    cat_counts = np.zeros((n, n_cat), dtype=np.uint16)
+    cat_counts = np.zeros((n, n_cat), dtype=np.uint32)  # logged slates may be of any size
     imp_emb_sum = np.zeros((n, dim), dtype=np.float32)
     minhash = np.full((n, N_MINHASH), np.iinfo(np.uint32).max, dtype=np.uint32)
     item_minhash = feed.item_signatures(log.item_id, N_MINHASH)

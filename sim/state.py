@@ -33,6 +33,7 @@ __all__ = [
     "Items",
     "PlatformState",
     "Users",
+    "category_count_dtype",
     "make_items",
     "make_users",
     "n_creators",
@@ -293,6 +294,17 @@ def stances(interest: np.ndarray) -> np.ndarray:
     """Users' stances on the contested issue: their unit interest along :data:`STANCE_AXIS`, (n_users,)."""
     norm = np.maximum(np.linalg.norm(interest, axis=1), 1e-12)
     return interest[:, STANCE_AXIS] / norm
+
+
+def category_count_dtype(sc: Scenario) -> type:
+    """Dtype of the per-user daily impression counts by category: uint16 unless a user could pass ~32k a day.
+
+    The bound is a whole day of scrolling items of mean length, a full slate per
+    view (1440 / mean_item_minutes x slate_size: 18,000 at the defaults); the
+    kernels saturate at the dtype's maximum, which such a bound keeps out of reach.
+    """
+    heavy = 1440.0 / sc.catalogue.mean_item_minutes * sc.recommender.slate_size
+    return np.uint16 if heavy <= 32_767 else np.uint32
 
 
 def n_creators(sc: Scenario) -> int:

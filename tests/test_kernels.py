@@ -587,3 +587,28 @@ def test_item_signatures_are_the_minhash_of_each_uid_and_follow_replaced_slots()
         w.step()
     np.testing.assert_array_equal(w.items.minhash, item_signatures(w.items.uid, N_MINHASH))
     assert w.items.uid.max() >= 200
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32])
+def test_category_counts_saturate_at_the_dtype_maximum_in_kernel_and_twin(world, dtype):
+    w = world
+    rng = np.random.default_rng(5)
+    top = np.iinfo(dtype).max
+    base = _copy_state(w, rng)
+    base["cat_counts"] = np.full(w.cat_counts.shape, top - 2, dtype=dtype)  # two impressions from the ceiling
+    step = 40 * MAX_SUBSTEPS
+    inputs = _view_inputs(w, rng, step)
+    got = _run_view(feed, w, base, step, False, inputs)
+    want = _run_view(reference, w, base, step, False, inputs)
+    assert got["cat_counts"].dtype == dtype
+    assert got["cat_counts"].max() == top  # reached, never wrapped round to small values
+    assert got["cat_counts"].min() == top - 2
+    np.testing.assert_array_equal(got["cat_counts"], want["cat_counts"])
+
+
+def test_category_count_dtype_widens_for_heavy_slates():
+    from sim.state import category_count_dtype
+
+    assert category_count_dtype(scenario_from_dict({})) == np.uint16
+    heavy = scenario_from_dict({"recommender": {"slate_size": 50}, "catalogue": {"mean_item_minutes": 0.5}})
+    assert category_count_dtype(heavy) == np.uint32

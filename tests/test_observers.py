@@ -152,3 +152,31 @@ def test_a_plugin_recommender_gets_the_per_view_arrays():
 def test_an_interaction_log_without_views_needs_the_totals():
     with pytest.raises(ValueError, match="item_views"):
         InteractionLog(None, None, None, None, item_impressions=np.zeros(3, dtype=np.int32))
+
+
+class _ReplaceViews:
+    """An observer that edits the log with dataclasses.replace: every view becomes a view of item 0."""
+
+    def on_tick(self, world, log):
+        import dataclasses
+
+        return dataclasses.replace(log, item_idx=np.zeros_like(log.item_idx))
+
+
+def test_a_replaced_log_gets_its_totals_from_its_own_views():
+    w = FeedWorld(_scenario("engagement"))
+    w.add_observer(_ReplaceViews())
+    for _ in range(w.scenario.ticks_per_day - 1):  # before midnight, which resets replaced items' counts
+        w.step()
+    hat = w.platform.item_views_hat
+    assert hat[0] > 0 and (hat[1:] == 0).all()  # the platform counted the edited views, not the originals
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the 0/0 this test provokes
+def test_a_ranking_that_gives_nan_scores_is_a_plugin_error():
+    from sim.builtin.recommenders import EngagementMax
+    from sim.platform import PluginError
+
+    w = FeedWorld(_scenario("engagement"), recommender=EngagementMax(prior_views=0.0))
+    with pytest.raises(PluginError, match="NaN or \\+inf"):
+        w.run()

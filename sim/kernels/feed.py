@@ -60,7 +60,6 @@ _P_PROMPT = Purpose.REST_PROMPT
 _P_EXPLORE = Purpose.EXPLORE
 _P_RANDOM = Purpose.RANDOM_REC
 _MINHASH_SALT = np.uint64(0x5EED5EED)
-_COUNT_MAX = 65535  # category counts are uint16 and saturate
 
 
 @nb.njit(parallel=True, cache=True)
@@ -299,6 +298,7 @@ def _impressions(r, u, cand_row, top_j, n_top, emb, category, harmful_mask, slat
     added to the run total once.
     """
     dim = emb.shape[1]
+    count_max = np.iinfo(cat_counts.dtype).max
     n_harm = 0
     for d in range(dim):
         row_emb[d] = 0.0
@@ -308,7 +308,7 @@ def _impressions(r, u, cand_row, top_j, n_top, emb, category, harmful_mask, slat
         out_slate[r, k] = i
         n_harm += np.int64(harmful_mask[i])
         c = cat_counts[u, category[i]]
-        if c < _COUNT_MAX:  # saturating: uint16 counts (~1,700 impressions a heavy user-day)
+        if c < count_max:  # saturating (uint16 or uint32: sim.state.category_count_dtype)
             cat_counts[u, category[i]] = c + 1
         for d in range(dim):
             row_emb[d] += emb[i, d]
@@ -468,8 +468,8 @@ def view_step(
         The platform's profile, updated in place from the watched item.
     day_stats : float32 (n_users, N_DAY)
         Today's counters, updated in place.
-    cat_counts : uint16 (n_users, n_categories)
-        Today's impressions by category, updated in place (saturating at 65,535).
+    cat_counts : uint16 or uint32 (n_users, n_categories)
+        Today's impressions by category, updated in place (saturating at the dtype's maximum).
     imp_emb_sum : float32 (n_users, D)
         Run total of impression embeddings, updated in place.
     minhash : uint32 (n_users, K)
@@ -573,9 +573,10 @@ def profile_view_step(
     :func:`view_step` (tested).
     The platform's scores of eight users are computed at once (:func:`lane_dots`,
     reading the candidates' rows in place), the users' true matches for the
-    slate only; nothing of size (n_act, n_cand) is written. The scores are
-    finite by construction (unit embeddings, a profile learned from them,
-    finite biases), so unlike :func:`view_step` no NaN guard is needed.
+    slate only; nothing of size (n_act, n_cand) is written. The scores hold
+    no NaN (unit embeddings, a profile learned from them, and an item bias and
+    sharpness the engine checks: ``FeedWorld._checked_ranking``), so unlike
+    :func:`view_step` there is no NaN guard.
 
     Parameters (beyond :func:`view_step`'s)
     ---------------------------------------

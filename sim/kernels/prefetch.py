@@ -17,6 +17,7 @@ prefetch_row
 
 from __future__ import annotations
 
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
@@ -24,6 +25,9 @@ from numba.extending import intrinsic
 __all__ = ["prefetch_row"]
 
 _I32 = ir.IntType(32)
+# The intrinsic's name carries the pointer type: "p0" where LLVM has only opaque pointers (LLVM 17 on: numba >= 0.62),
+# "p0i8" with the typed pointers of older LLVM (numba 0.60-0.61).
+_PREFETCH = "llvm.prefetch.p0" if llvm.llvm_version_info[0] >= 17 else "llvm.prefetch.p0i8"
 
 
 @intrinsic
@@ -50,7 +54,7 @@ def prefetch_row(typingctx, arr, idx):
             wraparound=False,
         )  # fmt: skip
         fnty = ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, _I32, _I32, _I32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _PREFETCH)
         rw, locality, cache = ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)
         builder.call(fn, [builder.bitcast(ptr, cgutils.voidptr_t), rw, locality, cache])
         return context.get_dummy_value()

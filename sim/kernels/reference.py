@@ -212,7 +212,7 @@ def view_step(
         day_stats[u, L.HARMFUL_IMPRESSIONS] += _F32(np.count_nonzero(harmful_mask[items]))
         row_emb = np.zeros(emb.shape[1], dtype=np.float32)
         for i in items:
-            if cat_counts[u, category[i]] < 65535:  # saturating uint16 counts, as the kernel
+            if cat_counts[u, category[i]] < np.iinfo(cat_counts.dtype).max:  # saturating, as the kernel
                 cat_counts[u, category[i]] += 1
             row_emb += emb[i]  # the slate's sum in slate order, then one add to the run total
         imp_emb_sum[u] += row_emb
