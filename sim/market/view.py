@@ -162,4 +162,4 @@ def checked_quotes(out, n_batch: int, label: str) -> tuple[np.ndarray, np.ndarra
                 f"pricer '{label}': quote()'s disclosed mask has shape {mask.shape} and dtype {mask.dtype}; "
                 f"fix: a bool array of shape ({n_batch},)"
             )
-    return np.ascontiguousarray(prices), np.ascontiguousarray(mask)
+    return np.ascontiguousarray(prices), mask.copy()  # copies: the log keeps them, the pricer may reuse its own
