@@ -371,12 +371,13 @@ class FeedWorld:
             shown = out_slate[out_slate >= 0]
             impressions += np.bincount(shown, minlength=it.n_items)
             if watched.any():
-                feed.add_views(out_item[watched], out_min[watched], item_views, item_minutes)
-                if keep_views:
+                if keep_views:  # the log's totals are then computed from these
                     logs_user.append(active[watched])
                     logs_item.append(out_item[watched])
                     logs_min.append(out_min[watched])
                     logs_step.append(np.full(int(watched.sum()), step, dtype=np.int64))
+                else:
+                    feed.add_views(out_item[watched], out_min[watched], item_views, item_minutes)
                 self.hourly_minutes[:, hour] += np.bincount(
                     u.cohort[active[watched]], weights=out_min[watched], minlength=3
                 )
@@ -413,21 +414,20 @@ class FeedWorld:
 
         # 3. learning
         def joined(chunks, dtype):  # one field at a time, each chunk list freed once joined
+            if not keep_views:
+                return None
             out = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
             chunks.clear()
-            return out if keep_views else None
+            return out
 
         log = InteractionLog(
             user_idx=joined(logs_user, np.int64), item_idx=joined(logs_item, np.int32),
             minutes=joined(logs_min, np.float32), step=joined(logs_step, np.int64),
-            item_impressions=impressions.astype(np.int32), item_views=item_views, item_minutes=item_minutes,
+            item_impressions=impressions.astype(np.int32),
+            item_views=None if keep_views else item_views, item_minutes=None if keep_views else item_minutes,
         )  # fmt: skip
         for fn in self._on_tick:  # e.g. fake engagement: the platform sees it, no user watched it
-            new = fn(self, log)
-            if new is not None and new is not log and new.item_idx is not None:
-                # the per-item totals from the observer's views (a log made with dataclasses.replace keeps stale ones)
-                new = InteractionLog(new.user_idx, new.item_idx, new.minutes, new.step, new.item_impressions)
-            log = new or log
+            log = fn(self, log) or log
         impressions = log.item_impressions
         pf.item_views_hat += log.item_views.astype(np.float32)
         pf.item_minutes_hat += log.item_minutes.astype(np.float32)

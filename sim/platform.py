@@ -124,10 +124,14 @@ class InteractionLog:
     item_impressions : int32 (n_items,)
         How often each item slot was shown in a slate this tick.
     item_views : int64 (n_items,)
-        Views of each item slot this tick; computed from ``item_idx`` when not given.
+        Views of each item slot this tick.
     item_minutes : float64 (n_items,)
         Minutes watched of each item slot this tick, summed in log order (as
-        ``np.bincount(item_idx, weights=minutes)``); computed when not given.
+        ``np.bincount(item_idx, weights=minutes)``).
+
+    With per-view arrays the totals are always computed from them (so a log
+    edited with ``dataclasses.replace`` cannot carry stale totals); without them
+    the totals must be given.
     """
 
     user_idx: np.ndarray | None
@@ -140,9 +144,10 @@ class InteractionLog:
 
     def __post_init__(self):
         n_items = self.item_impressions.shape[0]
-        if self.item_views is None or self.item_minutes is None:
-            if self.item_idx is None:
+        if self.item_idx is None:
+            if self.item_views is None or self.item_minutes is None:
                 raise ValueError("an InteractionLog without per-view arrays needs item_views and item_minutes")
+        else:
             object.__setattr__(self, "item_views", np.bincount(self.item_idx, minlength=n_items))
             object.__setattr__(
                 self, "item_minutes", np.bincount(self.item_idx, weights=self.minutes, minlength=n_items)
