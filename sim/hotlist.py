@@ -135,7 +135,8 @@ class HotList:
             The new list, best first.
         """
         n_items = self.ring.shape[1]
-        if fake_mask is not None and fake_mask.any() and self.fake_ring is None:
+        has_fake = fake_mask is not None and bool(fake_mask.any())
+        if has_fake and self.fake_ring is None:
             self.fake_ring = np.zeros_like(self.ring)
         if replaced_idx.size:
             self.ring[:, replaced_idx] = 0.0
@@ -145,7 +146,7 @@ class HotList:
         w = self.weights(log)
         self.ring[row] = np.bincount(log.item_idx, weights=w, minlength=n_items)
         if self.fake_ring is not None:
-            if fake_mask is not None and fake_mask.any():
+            if has_fake:
                 self.fake_ring[row] = np.bincount(log.item_idx[fake_mask], weights=w[fake_mask], minlength=n_items)
             else:
                 self.fake_ring[row] = 0.0

@@ -700,10 +700,10 @@ class DecisionLogSettings(_Settings):
 
     enabled: Bool | None = None
     path: str = "decisions"
-    kinds: list[Literal["slate", "quote", "dispatch"]] = Field(default_factory=lambda: list(DECISION_KINDS))
+    kinds: list[Literal[DECISION_KINDS]] = Field(default_factory=lambda: list(DECISION_KINDS))
     candidates: Bool = True
     scores: Bool = True
-    retention_days: dict[Literal["slate", "quote", "dispatch"], Annotated[int, Field(ge=1, le=36_500)]] = Field(
+    retention_days: dict[Literal[DECISION_KINDS], Annotated[int, Field(ge=1, le=36_500)]] = Field(
         default_factory=lambda: dict(LEGAL_RETENTION_DAYS)
     )
     batch_rows: Annotated[int, Field(ge=1_000, le=10_000_000)] = 50_000

@@ -314,10 +314,11 @@ class TagAudit:
     def __init__(self, world, targeting, panel_users: int = PANEL_USERS, attribute: bool = True):
         sc = world.scenario
         self.attribute = attribute
+        targeting._replayable = attribute  # without attribution nothing replays: no sub-step scores kept
         tg = sc.tags
         n, n_cat = world.users.n_users, sc.catalogue.n_categories
         self.world, self.tw = world, targeting
-        self.n_users, self.n_cat, self.k = n, n_cat, sc.recommender.slate_size
+        self.n_users, self.k = n, sc.recommender.slate_size
         self.harmful = tuple(sorted(tg.harmful_categories)) if tg is not None else ()
         self.harmful_mask = np.zeros(n_cat, dtype=bool)
         self.harmful_mask[list(self.harmful)] = True
@@ -349,7 +350,6 @@ class TagAudit:
         self.tick_driven = np.zeros((len(KINDS), n_ticks))
         self.tick_shown_deleting = np.zeros(n_ticks)
         self.tick_driven_deleting = np.zeros(n_ticks)
-        self.deleting_cat_hat = np.full(n, -1, dtype=np.int64)  # for the figure: the tag they will delete
         world.view._set(harmful_category_mask=self.harmful_mask, n_categories=n_cat,
                         tag_deletion_user_idx=np.zeros(0, dtype=np.int64),
                         tag_deletion_category=np.zeros(0, dtype=np.int64))  # fmt: skip
@@ -449,7 +449,7 @@ class TagAudit:
 
     def on_day_end(self, world, day):
         """Count the harmful tags in every profile; after the last day, keep the evidence for the audit."""
-        profile = self.tw.profile_tags(np.arange(self.n_users, dtype=np.int64))
+        profile = self.tw.used_tags(np.arange(self.n_users, dtype=np.int64))  # hidden tags stay in the profile
         self.harmful_tag_sum += (profile & self.harmful_mask[None, :]).sum(axis=1)
         self.n_days_seen += 1
         if day == world.scenario.clock.days - 1:

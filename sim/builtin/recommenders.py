@@ -505,6 +505,8 @@ class TagTargeting(_Wrapper):
     pending_: list = field(default_factory=list, init=False, repr=False)
     _cache: tuple | None = field(default=None, init=False, repr=False)
     _suppress: np.ndarray | None = field(default=None, init=False, repr=False)
+    # keep each sub-step's inner scores for replay(); the tag auditor (sim.tags.TagAudit) turns it off without attribution
+    _replayable: bool = field(default=True, init=False, repr=False)
 
     def _ensure(self, view):
         n_cat = int(getattr(view, "n_categories", 0) or (int(view.item_category.max()) + 1))
@@ -551,11 +553,7 @@ class TagTargeting(_Wrapper):
         return self
 
     def used_tags(self, user_idx):
-        """Tags the platform targets these users with now: bool (n_batch, n_categories)."""
-        return self.tags_[user_idx].copy()
-
-    def profile_tags(self, user_idx):
-        """Tags in these users' profiles (used, or hidden from the user but kept): bool (n_batch, n_categories)."""
+        """Tags the platform targets these users with now, hidden ones included: bool (n_batch, n_categories)."""
         return self.tags_[user_idx].copy()
 
     def top_shown_tag(self, user_idx):
@@ -588,7 +586,8 @@ class TagTargeting(_Wrapper):
 
         sd = np.empty(inner.shape[0], dtype=np.float32)
         row_spread(inner, sd)
-        self._cache = (view.step, np.asarray(user_idx).copy(), np.asarray(cand_idx).copy(), inner, sd)
+        if self._replayable:  # kept for the auditor's replay of this sub-step
+            self._cache = (view.step, np.asarray(user_idx).copy(), np.asarray(cand_idx).copy(), inner, sd)
         return self._boosted(inner, sd, user_idx, cand_idx, view, None)
 
     def _boosted(self, inner, sd, user_idx, cand_idx, view, suppress):
