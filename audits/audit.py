@@ -29,7 +29,7 @@ from audits.catalogue import Catalogue, MetricSpec, load_catalogue
 from audits.fleet_metrics import FLEET_METRICS
 from audits.logs import LOG_METRICS, collect_log_evidence, log_estimators
 from audits.manipulation import MANIPULATION_METRICS, manipulation_estimators
-from audits.market_metrics import PRICER_CF_METRICS
+from audits.market_metrics import PRICER_CF_METRICS, market_definitions
 from audits.metrics import Estimator, build_estimators
 from audits.tags_metrics import TAG_METRICS, tag_estimators
 from audits.transparency import TRANSPARENCY_METRICS, simulate_with_probes, transparency_estimators
@@ -42,7 +42,7 @@ from sim.record import RunRecord
 from sim.registry import make_dispatcher
 from sim.rng import spawn_generators
 from sim.scenario import Scenario
-from sim.tags import pop_evidence, without_attribution
+from sim.tags import without_attribution
 
 __all__ = ["AuditResult", "Finding", "article_verdicts", "articles_in_scope", "planned_runs", "run_audit", "verdict"]
 
@@ -213,31 +213,39 @@ def run_audit(
     )
     # the audited run probes its recommender for the Art. 16 card check (audits/transparency.py)
     probe = scenario.population.n_users > 0
+    defs = market_definitions(cat)  # the quote summaries are folded with the catalogue's definitions
     jobs = []
     for r in range(reps):
-        jobs.append((scenario, r, copy.deepcopy(recommender), copy.deepcopy(pricer), copy.deepcopy(dispatcher), probe))
-        jobs.append((cf_scenario, r, None, None, None, False))
+
+        def job(role, sc, rec=recommender, pr=pricer, disp=dispatcher, probe=False, r=r):
+            # each job gets its own copies of the plugins: runs must not share (and so mutate) one instance
+            jobs.append(_Job(role, sc, r, copy.deepcopy(rec), copy.deepcopy(pr), copy.deepcopy(disp), probe, defs))
+
+        job("audited", scenario, probe=probe)
+        job("counterfactual", cf_scenario, rec=None, pr=None, disp=None)
         if pricer_cf:
-            jobs.append((pricer_scenario, r, copy.deepcopy(recommender), None, copy.deepcopy(dispatcher), False))
+            job("pricer", pricer_scenario, pr=None)
         if dispatcher_cf:
-            jobs.append((dispatcher_scenario, r, copy.deepcopy(recommender), copy.deepcopy(pricer), None, False))
+            job("dispatcher", dispatcher_scenario, disp=None)
         if bots_cf:
-            jobs.append((bot_free, r, copy.deepcopy(recommender), copy.deepcopy(pricer), copy.deepcopy(dispatcher),
-                         False))  # fmt: skip
+            job("bot_free", bot_free)
     n_workers = min(len(jobs), os.cpu_count() or 1) if workers is None else max(1, workers)
     check_memory(scenario, runs=len(jobs), concurrent=n_workers)
     outputs = _run_all(jobs, workers=workers, progress=progress)
-    done = [rec for rec, _ in outputs]
-    stride = 2 + int(pricer_cf) + int(dispatcher_cf) + int(bots_cf)
-    recs, cfs = done[0::stride], done[1::stride]
-    probes = [p for _, p in outputs[0::stride]]
-    pcfs = done[2::stride] if pricer_cf else recs
+    by_role: dict[str, list] = {}
+    for j, out in zip(jobs, outputs, strict=True):
+        by_role.setdefault(j.role, [None] * reps)[j.replication] = out
+    recs = [rec for rec, _ in by_role["audited"]]
+    probes = [p for _, p in by_role["audited"]]
+    cfs = [rec for rec, _ in by_role["counterfactual"]]
+    pcfs = [rec for rec, _ in by_role["pricer"]] if pricer_cf else recs
     if dispatcher_cf:
-        dcfs = done[2 + int(pricer_cf) :: stride]
+        dcfs = [rec for rec, _ in by_role["dispatcher"]]
     elif scenario.fleet is not None and same_dispatcher:
         dcfs = recs
     else:
         dcfs = cfs
+    bfs = [rec for rec, _ in by_role["bot_free"]] if bots_cf else []
 
     # Art. 28: read and replay each audited run's decision log (audits/logs.py); none kept -> no evidence
     rebuildable = recommender is None and pricer is None and dispatcher is None
@@ -245,7 +253,6 @@ def run_audit(
         collect_log_evidence(scenario, r, recs[r], resimulate=rebuildable) if scenario.decision_log.enabled else None
         for r in range(reps)
     ]
-    bfs = done[stride - 1 :: stride] if bots_cf else []
     conf = scenario.audit.confidence
     per_rep = []
     for r in range(reps):
@@ -256,7 +263,7 @@ def run_audit(
         est.update(transparency_estimators(probes[r], recs[r].n_users, Estimator))
         est.update(manipulation_estimators(recs[r], bfs[r] if bots_cf else None, Estimator))
         est.update(log_estimators(log_evidence[r], recs[r], Estimator))
-        est.update(tag_estimators(recs[r].extra.get("tags"), recs[r].n_users, Estimator))
+        est.update(tag_estimators(recs[r].tags, recs[r].n_users, Estimator))
         per_rep.append(est)
     labels = {
         "recommender": f"{cf_kind} recommender" + (f", {cf_pricer} pricer" if scenario.market is not None else ""),
@@ -317,15 +324,25 @@ def _workers_for(workers: int | None, *plugins) -> int | None:
     return 1
 
 
-def _simulate_job(job):
+@dataclass(frozen=True)
+class _Job:
+    """One simulation of an audit: which run it is (``role``) and what it needs."""
+
+    role: str  # "audited", "counterfactual", "pricer", "dispatcher" or "bot_free"
+    scenario: Scenario
+    replication: int
+    recommender: object = None
+    pricer: object = None
+    dispatcher: object = None
+    probe: bool = False  # probe the recommender (Art. 16; the audited run only)
+    market_definitions: dict | None = None
+
+
+def _simulate_job(job: _Job):
     """Run one job; return ``(record, probe)``, the probe (Art. 16) None unless the job asks for one."""
-    scenario, replication, recommender, pricer, dispatcher, probe = job
-    kw = dict(replication=replication, recommender=recommender, pricer=pricer, dispatcher=dispatcher)
-    out = simulate_with_probes(scenario, **kw) if probe else (simulate(scenario, **kw), None)
-    tags = pop_evidence(scenario, replication)  # Art. 10/17 (sim/tags.py): the run's tag attribution, if any
-    if tags is not None:
-        out[0].extra["tags"] = tags
-    return out
+    kw = dict(replication=job.replication, recommender=job.recommender, pricer=job.pricer,
+              dispatcher=job.dispatcher, market_definitions=job.market_definitions)  # fmt: skip
+    return simulate_with_probes(job.scenario, **kw) if job.probe else (simulate(job.scenario, **kw), None)
 
 
 def _run_all(jobs: list, workers: int | None, progress: bool) -> list[tuple]:

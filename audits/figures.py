@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from audits.metrics import cohort_masks
+from sim.market.summary import SEGMENTS
 from sim.scenario import COHORTS
 
 __all__ = [
@@ -208,34 +209,26 @@ def optout_alignment(records) -> bytes:
     return _png(fig)
 
 
-def _market_quotes(records):
-    return [r.market.quotes for r in records if r.market is not None]
+def _summaries(records):
+    return [r.market.summary for r in records if r.market is not None]
 
 
-def price_by_segment(records, catalogue) -> bytes:
+def price_by_segment(records) -> bytes:
     """Art. 21: mean price over the uniform price for the same product and time, by customer segment."""
-    loyal_min = float(catalogue.definitions["loyal_min_purchases"])
-    segments = (("new customer", lambda q: q["lifetime_purchases"] == 0),
-                ("occasional", lambda q: (q["lifetime_purchases"] > 0) & (q["purchases_stock"] < loyal_min)),
-                ("loyal", lambda q: (q["lifetime_purchases"] > 0) & (q["purchases_stock"] >= loyal_min)))  # fmt: skip
     fig, ax = _figure((7.5, 3.4))
     width = 0.38
     shown = []
     for d, (dev, color) in enumerate((("Android", "#7f7f7f"), ("iOS", "#9467bd"))):
         means, errs, paid = [], [], []
-        for _, select in segments:
-            per_rep, paid_rep = [], []
-            for q in _market_quotes(records):
-                m = select(q) & (q["device"] == d) & ~q["disclosed"].astype(bool)
-                if m.any():
-                    per_rep.append(float(np.mean(q["price"][m] / q["shadow_price"][m])))
-                b = m & (q["outcome"] == 1)
-                if b.any():
-                    paid_rep.append(float(np.mean(q["price"][b] / q["shadow_price"][b])))
+        for seg in range(len(SEGMENTS)):
+            per_rep = [qs.segment_quoted_rel[d, seg] / qs.segment_quoted_n[d, seg]
+                       for qs in _summaries(records) if qs.segment_quoted_n[d, seg]]  # fmt: skip
+            paid_rep = [qs.segment_paid_rel[d, seg] / qs.segment_paid_n[d, seg]
+                        for qs in _summaries(records) if qs.segment_paid_n[d, seg]]  # fmt: skip
             means.append(np.mean(per_rep) if per_rep else np.nan)
             errs.append(np.std(per_rep, ddof=1) if len(per_rep) > 1 else 0.0)
             paid.append(np.mean(paid_rep) if paid_rep else np.nan)
-        x = np.arange(len(segments)) + (d - 0.5) * width
+        x = np.arange(len(SEGMENTS)) + (d - 0.5) * width
         ax.bar(x, means, width=width, yerr=errs, color=color, label=f"{dev}: quoted", capsize=3)
         ax.plot(x, paid, "D", color="black", ms=4, label="paid (purchases)" if d == 1 else None)
         shown.extend(v for v in paid if np.isfinite(v))
@@ -244,7 +237,7 @@ def price_by_segment(records, catalogue) -> bytes:
                 ax.text(xi, v + 0.005, f"{v:.3f}", ha="center", va="bottom", fontsize=7)
         shown.extend(v for v in means if np.isfinite(v))
     ax.axhline(1.0, color="black", lw=0.8)
-    ax.set_xticks(range(len(segments)), [s for s, _ in segments])
+    ax.set_xticks(range(len(SEGMENTS)), SEGMENTS)
     ax.set_ylim(min([0.9, *shown]) - 0.02, max([1.1, *shown]) + 0.03)
     ax.set_ylabel("price / uniform price")
     ax.set_title("Price quoted and paid for the same product at the same time, by segment\n(1 = uniform price; "
@@ -263,11 +256,10 @@ def surplus_by_cohort(records, pricer_cf_records, cf_label: str) -> bytes:
         for c in range(3):
             per_rep = []
             for r in recs:
-                if r.market is None or not (r.cohort == c).any():
+                in_c = r.cohort == c
+                if r.market is None or not in_c.any():
                     continue
-                q = r.market.quotes
-                m = q["cohort"] == c
-                per_rep.append(q["surplus"][m].sum() / (r.cohort == c).sum() * 30.0 / r.n_days)
+                per_rep.append(r.market.summary["surplus"][in_c].sum() / in_c.sum() * 30.0 / r.n_days)
             vals.append(np.mean(per_rep) if per_rep else np.nan)
         ax.bar(np.arange(3) + (k - 0.5) * width, vals, width=width, color=color, label=label)
     ax.set_xticks(range(3), COHORTS)
@@ -282,14 +274,10 @@ def fraud_exposure(records) -> bytes:
     """Art. 19: share of offers that are fraudulent, by cohort and day."""
     fig, ax = _figure((7.5, 3.2))
     n_days = records[0].n_days
-    tpd = records[0].scenario.ticks_per_day
     for c, name in enumerate(COHORTS):
         series = []
-        for q in _market_quotes(records):
-            day = q["tick"] // tpd
-            m = q["cohort"] == c
-            tot = np.bincount(day[m], minlength=n_days)
-            fr = np.bincount(day[m], weights=q["fraud"][m].astype(float), minlength=n_days)
+        for qs in _summaries(records):
+            tot, fr = qs.offers_by_day[c], qs.fraud_by_day[c]
             series.append(np.where(tot > 0, fr / np.maximum(tot, 1), np.nan))
         if series:
             ax.plot(np.arange(1, n_days + 1), np.nanmean(series, axis=0), marker="o", ms=3, color=_COLORS[name],
@@ -330,15 +318,15 @@ def minors_payments(records, catalogue) -> bytes:
     for r in records:
         if r.market is None:
             continue
-        q = r.market.quotes
-        m = (q["cohort"] == 1) & (q["outcome"] == 1)
-        age = r.age[q["user_idx"][m]]
+        pay = r.market.summary.minor_payments
+        age = r.age[pay["user_idx"]]
         pay_cap, _ = catalogue.payment_caps(age)
-        over = q["price"][m] > pay_cap + 1e-6
+        price = pay["price"]
+        over = price > pay_cap + 1e-6
         rng = np.random.default_rng(0)  # jitter only
         x = age + rng.uniform(-0.3, 0.3, age.size)
-        ax.scatter(x[~over], q["price"][m][~over], s=6, alpha=0.5, color="#555555")
-        ax.scatter(x[over], q["price"][m][over], s=6, alpha=0.7, color="#d62728")
+        ax.scatter(x[~over], price[~over], s=6, alpha=0.5, color="#555555")
+        ax.scatter(x[over], price[over], s=6, alpha=0.7, color="#d62728")
     sc = catalogue.spending_caps
     ax.hlines(sc["under_16_payment"], 2.5, 15.5, color="black", lw=2)
     ax.hlines(sc["under_18_payment"], 15.5, 17.5, color="black", lw=2)

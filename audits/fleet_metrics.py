@@ -44,6 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from audits.inequality import gini
+from audits.statistics import ratio_of_sums
 from sim.fleet.state import O_DELIVERED
 from sim.record import RunRecord
 
@@ -135,14 +136,6 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
 
 def _by_worker(worker, values, n):
     return np.bincount(worker, weights=np.asarray(values, dtype=np.float64), minlength=n)
-
-
-def _ratio(num, den, scale=1.0, empty=float("nan")):
-    def stat(idx):
-        d = den[idx].sum()
-        return float(scale * num[idx].sum() / d) if d > 0 else empty
-
-    return stat
 
 
 def fleet_estimators(t: RunRecord, cd: RunRecord, Estimator) -> dict:
@@ -244,19 +237,19 @@ def fleet_estimators(t: RunRecord, cd: RunRecord, Estimator) -> dict:
     cancelled = float((status == 4).sum()) / max(status.size, 1)
 
     est = {
-        "net_hourly_pay_to_min_wage": Estimator(everyone, _ratio(net_w, hours_w, 1.0 / wage)),
-        "below_min_wage_day_share": Estimator(everyone, _ratio(below, days_judged)),
-        "over_8h_day_share": Estimator(everyone, _ratio(over8, days_worked)),
-        "stretch_violation_day_share": Estimator(everyone, _ratio(stretch_bad, days_worked)),
-        "weeks_without_rest_share": Estimator(everyone, _ratio(no_rest, week_count), undefined_reason=too_short),
-        "rest_days_per_week": Estimator(everyone, _ratio(rest_days, week_count), undefined_reason=too_short),
-        "deadline_percentile": Estimator(everyone, _ratio(pct_sum, n_orders)),
+        "net_hourly_pay_to_min_wage": Estimator(everyone, ratio_of_sums(net_w, hours_w, 1.0 / wage)),
+        "below_min_wage_day_share": Estimator(everyone, ratio_of_sums(below, days_judged)),
+        "over_8h_day_share": Estimator(everyone, ratio_of_sums(over8, days_worked)),
+        "stretch_violation_day_share": Estimator(everyone, ratio_of_sums(stretch_bad, days_worked)),
+        "weeks_without_rest_share": Estimator(everyone, ratio_of_sums(no_rest, week_count), undefined_reason=too_short),
+        "rest_days_per_week": Estimator(everyone, ratio_of_sums(rest_days, week_count), undefined_reason=too_short),
+        "deadline_percentile": Estimator(everyone, ratio_of_sums(pct_sum, n_orders)),
         "implied_speed_kmh": Estimator(everyone, median_speed, undefined_reason=no_geo),
-        "fast_deadline_share": Estimator(everyone, _ratio(fast, n_orders), undefined_reason=no_geo),
-        "penalty_share_of_pay": Estimator(everyone, _ratio(pen, gross)),
-        "uncontrollable_penalty_share": Estimator(everyone, _ratio(pen_unc, pen, empty=0.0)),
+        "fast_deadline_share": Estimator(everyone, ratio_of_sums(fast, n_orders), undefined_reason=no_geo),
+        "penalty_share_of_pay": Estimator(everyone, ratio_of_sums(pen, gross)),
+        "uncontrollable_penalty_share": Estimator(everyone, ratio_of_sums(pen_unc, pen, empty=0.0)),
         "hourly_pay_gini": Estimator(everyone, gini_stat),
-        "working_hours_per_day": Estimator(everyone, _ratio(work_w, days_worked, 1.0 / 60.0)),
+        "working_hours_per_day": Estimator(everyone, ratio_of_sums(work_w, days_worked, 1.0 / 60.0)),
         "net_hourly_pay_change": Estimator(everyone, pay_change),
         "working_hours_change": Estimator(everyone, hours_change),
         "deadline_percentile_change": Estimator(everyone, pct_change),

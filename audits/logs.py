@@ -90,7 +90,7 @@ def _decisions(record) -> tuple[dict, dict]:
     simulated = {"slate": record.n_users > 0, "quote": record.market is not None, "dispatch": record.fleet is not None}
     decisions = {
         "slate": int(record.agent_steps) if simulated["slate"] else 0,
-        "quote": int(np.asarray(record.market.quotes["tick"]).size) if simulated["quote"] else 0,
+        "quote": record.market.summary.n_total if simulated["quote"] else 0,
         "dispatch": int(np.asarray(record.fleet.orders["status"]).size) if simulated["dispatch"] else 0,
     }
     return simulated, decisions

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from audits.statistics import ratio_of_sums
 from sim.record import RunRecord
 
 __all__ = ["MANIPULATION_METRICS", "hotlist_rank_series", "manipulation_estimators", "robustness_curve"]
@@ -60,9 +61,11 @@ _NO_BOTS = "the scenario has no bot campaign ([bots] table)"
 _NO_HOT = "the platform runs no hot list ([recommender.hot_list] table)"
 
 
-def _ratio(num: np.ndarray, den: np.ndarray, idx: np.ndarray) -> float:
-    d = float(den[idx].sum())
-    return float(num[idx].sum()) / d if d > 0 else float("nan")
+def _quotient(a: float, b: float) -> float:
+    """Return ``a / b``: +inf for a positive ``a`` over 0, NaN for 0 over 0 (a resample without organic exposure)."""
+    if b != 0:
+        return a / b
+    return float("inf") if a > 0 else float("nan")
 
 
 def robustness_curve(t: RunRecord, f: RunRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -136,16 +139,19 @@ def manipulation_estimators(t: RunRecord, f: RunRecord | None, estimator) -> dic
     )
     no_demand = "" if organic_min > 0 else "users never watched the targets without the bots (the ratio is infinite)"
 
+    exposure_t = ratio_of_sums(mt.user_target_impressions, mt.user_impressions)  # targets' share of impressions
+    exposure_f = ratio_of_sums(mf.user_target_impressions, mf.user_impressions)
+    demand_f = ratio_of_sums(mf.user_target_minutes, mf.user_minutes)  # targets' share of minutes, without bots
+
     def index(idx):
-        return _ratio(mt.user_target_impressions, mt.user_impressions, idx) / _ratio(
-            mf.user_target_impressions, mf.user_impressions, idx)  # fmt: skip
+        return _quotient(exposure_t(idx), exposure_f(idx))
 
     def demand(idx):
-        return _ratio(mt.user_target_impressions, mt.user_impressions, idx) / _ratio(
-            mf.user_target_minutes, mf.user_minutes, idx)  # fmt: skip
+        return _quotient(exposure_t(idx), demand_f(idx))
 
-    shares = (f"targets' exposure share {_ratio(mt.user_target_impressions, mt.user_impressions, np.flatnonzero(seen)):.3g} "
-              f"with bots, {_ratio(mf.user_target_impressions, mf.user_impressions, np.flatnonzero(seen)):.3g} without")  # fmt: skip
+    everyone_seen = np.flatnonzero(seen)
+    shares = (f"targets' exposure share {exposure_t(everyone_seen):.3g} "
+              f"with bots, {exposure_f(everyone_seen):.3g} without")  # fmt: skip
     est[("over_recommendation_index", "all")] = estimator(seen, index, undefined_reason=no_organic, note=shares)
     est[("exposure_demand_ratio", "all")] = estimator(seen, demand, undefined_reason=no_demand)
 
@@ -153,7 +159,7 @@ def manipulation_estimators(t: RunRecord, f: RunRecord | None, estimator) -> dic
     probed = mt.user_rank_count > 0
     gain = mf.user_rank_sum - mt.user_rank_sum
     est[("rank_displacement", "all")] = estimator(
-        probed, lambda idx: _ratio(gain, mt.user_rank_count, idx),
+        probed, ratio_of_sums(gain, mt.user_rank_count),
         undefined_reason="" if probed.any() else "no rank probe (the targets were gone)",
         note=f"positions among {mt.n_candidates} candidates gained by the targets (0 = first)",
     )  # fmt: skip

@@ -1,10 +1,11 @@
 """Audit metrics of the consumer market (Art. 8 spending, 18 minors' payments, 19 fraud, 21 pricing).
 
 Every statistic is a function of a set of user indices (possibly with
-repeats, for the bootstrap), built from per-user sums over the quote log, so
-the market's findings share the interval code of the feed's. Prices are
-compared with the *shadow price*: the reference (uniform) pricer's quote for
-the same product, to the same user, at the same time, which the world records
+repeats, for the bootstrap), built from the per-user sums of the quotes the
+run folds as it goes (:class:`sim.market.summary.QuoteSummary`), so the
+market's findings share the interval code of the feed's and need no quote
+log. Prices are compared with the *shadow price*: the reference (uniform)
+pricer's quote for the same product, to the same user, at the same time, which the world records
 next to every quote. A ratio ``price / shadow`` therefore holds product, cost
 and time fixed.
 
@@ -23,11 +24,20 @@ from __future__ import annotations
 import numpy as np
 
 from audits.catalogue import Catalogue
-from sim.kernels.market import OUTCOME_PLATFORM
+from audits.statistics import mean_of, ratio_of_sums
 from sim.market.state import DAYS_PER_MONTH
 from sim.record import RunRecord
 
-__all__ = ["MARKET_METRICS", "PRICER_CF_METRICS", "TRAITS", "market_estimators", "trait_coefficients"]
+__all__ = [
+    "MARKET_METRICS",
+    "PRICER_CF_METRICS",
+    "TRAITS",
+    "check_definitions",
+    "market_definitions",
+    "market_estimators",
+    "minor_payments_over_cap",
+    "trait_coefficients",
+]
 
 MARKET_METRICS = (
     "loyal_new_price_ratio", "device_price_ratio", "trait_price_coefficient", "undisclosed_difference_share",
@@ -41,14 +51,6 @@ PRICER_CF_METRICS = frozenset({"consumer_surplus_change"})
 TRAITS = ("loyalty", "new_customer", "ios", "minor", "elderly", "log_income")
 
 
-def _sum_by_user(user_idx: np.ndarray, weights, n: int) -> np.ndarray:
-    return np.bincount(user_idx, weights=np.asarray(weights, dtype=np.float64), minlength=n)
-
-
-def _count_by_user(user_idx: np.ndarray, n: int) -> np.ndarray:
-    return np.bincount(user_idx, minlength=n).astype(np.float64)
-
-
 def _ratio(num_a, den_a, num_b, den_b):
     """Statistic (sum num_a / sum den_a) / (sum num_b / sum den_b) over user indices."""
 
@@ -59,22 +61,6 @@ def _ratio(num_a, den_a, num_b, den_b):
         return float((num_a[idx].sum() / da) / (num_b[idx].sum() / db))
 
     return stat
-
-
-def _trait_matrix(rec: RunRecord, q: dict, loyal_min: float) -> np.ndarray:
-    """Design rows (q, 1 + len(TRAITS)): intercept then the standardised non-cost traits of each quote."""
-    m = rec.market
-    u = q["user_idx"]
-    log_income = np.log(m.income_month.astype(np.float64))
-    cols = [
-        np.minimum(q["purchases_stock"].astype(np.float64), 2.0 * loyal_min) / loyal_min,
-        (q["lifetime_purchases"] == 0).astype(np.float64),
-        (q["device"] == 1).astype(np.float64),
-        (q["cohort"] == 1).astype(np.float64),
-        (q["cohort"] == 2).astype(np.float64),
-        (log_income[u] - log_income.mean()) / max(log_income.std(), 1e-12),
-    ]
-    return np.column_stack([np.ones(u.size)] + cols)
 
 
 def trait_coefficients(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:
@@ -131,66 +117,47 @@ def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Cata
             for name in MARKET_METRICS
             for cohort in ("all", "adult", "minor", "elderly")
         }
-    defs = catalogue.definitions
-    loyal_min = float(defs["loyal_min_purchases"])
-    tol = float(defs["price_tolerance"])
+    check_definitions(catalogue, t, c, cp)
     months = t.n_days / DAYS_PER_MONTH
-    q, qc = t.market.quotes, cp.market.quotes
-    u = q["user_idx"].astype(np.int64)
-    price = q["price"].astype(np.float64)
-    shadow = q["shadow_price"].astype(np.float64)
-    rel = price / shadow
-    plain = ~q["disclosed"].astype(bool)
-    bought = q["outcome"] == OUTCOME_PLATFORM
-    loyal = plain & (q["purchases_stock"] >= loyal_min) & (q["lifetime_purchases"] > 0)
-    new = plain & (q["lifetime_purchases"] == 0)
-    ios = plain & (q["device"] == 1)
-    android = plain & (q["device"] == 0)
+    qs, qs_p = t.market.summary, cp.market.summary
 
-    def sums(mask):
-        return _sum_by_user(u[mask], rel[mask], n), _count_by_user(u[mask], n)
+    def per_user(name):
+        return qs[name].astype(np.float64)
 
     est = {}
     everyone = masks["all"]
-    (rl, nl), (rn, nn) = sums(loyal), sums(new)
-    est[("loyal_new_price_ratio", "all")] = Estimator(everyone, _ratio(rl, nl, rn, nn))
-    (ri, ni), (ra, na) = sums(ios), sums(android)
-    est[("device_price_ratio", "all")] = Estimator(everyone, _ratio(ri, ni, ra, na))
+    est[("loyal_new_price_ratio", "all")] = Estimator(
+        everyone, _ratio(qs["rel_loyal"], qs["n_loyal"], qs["rel_new"], qs["n_new"])
+    )
+    ios = t.market.device == 1
+    rel_plain, n_plain = per_user("rel_plain"), per_user("n_plain")
+    est[("device_price_ratio", "all")] = Estimator(
+        everyone, _ratio(rel_plain * ios, n_plain * ios, rel_plain * ~ios, n_plain * ~ios)
+    )
 
-    # regression of log(price / shadow) on non-cost traits, from per-user normal equations
-    x = _trait_matrix(t, q, loyal_min)[plain]
-    y = np.log(rel[plain])
-    up = u[plain]
-    k = x.shape[1]
-    xtx = np.zeros((n, k, k))
-    np.add.at(xtx, up, x[:, :, None] * x[:, None, :])
-    xty = np.zeros((n, k))
-    np.add.at(xty, up, x * y[:, None])
+    # regression of log(price / shadow) on non-cost traits, from per-user sums of the normal equations
+    log_income = np.log(t.market.income_month.astype(np.float64))
+    z_income = (log_income - log_income.mean()) / max(log_income.std(), 1e-12)
+    device, cohort = t.market.device.astype(np.int64), t.cohort.astype(np.int64)
 
     def max_coef(idx):
-        if idx.size == 0 or xtx[idx, 0, 0].sum() == 0:
+        if idx.size == 0 or qs["n_plain"][idx].sum() == 0:
             return float("nan")  # no quotes: nothing to regress
-        return float(np.max(np.abs(trait_coefficients(xtx[idx].sum(axis=0), xty[idx].sum(axis=0)))))
+        xtx, xty = qs.normal_equations(idx, device, cohort, z_income)
+        return float(np.max(np.abs(trait_coefficients(xtx, xty))))
 
     est[("trait_price_coefficient", "all")] = Estimator(everyone, max_coef)
 
-    differs = bought & plain & (np.abs(rel - 1.0) > tol)
-    n_diff = _count_by_user(u[differs], n)
-    n_buy = _count_by_user(u[bought], n)
-    est[("undisclosed_difference_share", "all")] = Estimator(
-        everyone, lambda idx: float(n_diff[idx].sum() / n_buy[idx].sum()) if n_buy[idx].sum() else float("nan")
-    )
+    n_diff, n_buy = per_user("n_differs"), per_user("n_bought")
+    est[("undisclosed_difference_share", "all")] = Estimator(everyone, ratio_of_sums(n_diff, n_buy))
 
-    over = _sum_by_user(u[bought], (price - shadow)[bought], n) / months
-    cs_t = _sum_by_user(u, q["surplus"], n) / months
-    cs_c = _sum_by_user(qc["user_idx"].astype(np.int64), qc["surplus"], n) / months
+    over = qs["overcharge"] / months
+    cs_t = qs["surplus"] / months
+    cs_c = qs_p["surplus"] / months
     spend_t = t.market.month_spend.sum(axis=0, dtype=np.float64)
     spend_c = c.market.month_spend.sum(axis=0, dtype=np.float64)
     budget = t.market.budget_month.astype(np.float64) * months
     over_budget = (spend_t > budget).astype(np.float64) - (spend_c > budget).astype(np.float64)
-
-    def mean_of(v):
-        return lambda idx: float(np.mean(v[idx])) if idx.size else float("nan")
 
     for name in ("all", "adult", "minor", "elderly"):
         mk = masks[name]
@@ -202,21 +169,14 @@ def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Cata
         )
 
     # Art. 18: minors' payments against the caps for their age
-    pay_cap, month_cap = catalogue.payment_caps(t.age)
-    minor_buy = bought & (q["cohort"] == 1)
-    over_pay = minor_buy & (price > pay_cap[u] + 1e-6)
-    n_over = _count_by_user(u[over_pay], n)
-    n_minor_buy = _count_by_user(u[minor_buy], n)
-    est[("payments_over_cap_share", "minor")] = Estimator(
-        masks["minor"], lambda idx: float(n_over[idx].sum() / n_minor_buy[idx].sum()) if n_minor_buy[idx].sum() else 0.0
-    )
+    n_over, n_minor_buy = minor_payments_over_cap(t, catalogue)
+    est[("payments_over_cap_share", "minor")] = Estimator(masks["minor"], ratio_of_sums(n_over, n_minor_buy, empty=0.0))
+    _, month_cap = catalogue.payment_caps(t.age)
     months_over = (t.market.month_platform_spend.astype(np.float64) > month_cap[None, :] + 1e-6).mean(axis=0)
     est[("months_over_cap_share", "minor")] = Estimator(masks["minor"], mean_of(months_over))
 
     # Art. 19: fraud offers and losses, elderly against adults
-    fraud = q["fraud"].astype(bool)
-    n_offers = _sum_by_user(u, np.ones(u.size), n)
-    n_fraud = _count_by_user(u[fraud], n)
+    n_offers, n_fraud = per_user("n_quotes"), per_user("n_fraud")
     adult, elderly = masks["adult"], masks["elderly"]
 
     adult_idx = np.flatnonzero(adult)
@@ -231,7 +191,40 @@ def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Cata
     est[("fraud_exposure_ratio", "elderly")] = Estimator(
         elderly, exposure_ratio, "" if adult.sum() >= 30 else "too few adults to compare with (fewer than 30)"
     )
-    loss = _sum_by_user(u[bought & fraud], price[bought & fraud], n) / months
+    loss = qs["fraud_loss"] / months
     for name in ("adult", "elderly"):
         est[("fraud_loss_per_user_month", name)] = Estimator(masks[name], mean_of(loss))
     return est
+
+
+def minor_payments_over_cap(rec: RunRecord, catalogue: Catalogue) -> tuple[np.ndarray, np.ndarray]:
+    """Minors' platform payments above the per-payment cap for their age, and all of them, per user.
+
+    Returns
+    -------
+    n_over, n_paid : float64 (n_users,)
+    """
+    pay = rec.market.summary.minor_payments
+    u = pay["user_idx"].astype(np.int64)
+    pay_cap, _ = catalogue.payment_caps(rec.age)
+    over = pay["price"] > pay_cap[u] + 1e-6
+    n = rec.n_users
+    return np.bincount(u[over], minlength=n).astype(np.float64), np.bincount(u, minlength=n).astype(np.float64)
+
+
+def check_definitions(catalogue: Catalogue, *records: RunRecord) -> None:
+    """Raise ValueError if a record's quote summary was folded with other definitions than the catalogue's."""
+    want = {k: float(catalogue.definitions[k]) for k in ("loyal_min_purchases", "price_tolerance")}
+    for rec in records:
+        qs = rec.market.summary
+        got = {"loyal_min_purchases": qs.loyal_min_purchases, "price_tolerance": qs.price_tolerance}
+        if got != want:
+            raise ValueError(
+                f"the run's quotes were summarised with {got}, the catalogue defines {want}; fix: simulate with "
+                "market_definitions=market_definitions(catalogue) (audits.market_metrics)"
+            )
+
+
+def market_definitions(catalogue: Catalogue) -> dict:
+    """Return the catalogue's definitions a market run folds its quotes with (``FeedWorld(market_definitions=...)``)."""
+    return {k: float(catalogue.definitions[k]) for k in ("loyal_min_purchases", "price_tolerance")}

@@ -28,6 +28,7 @@ from audits.catalogue import Catalogue
 from audits.fleet_metrics import fleet_estimators
 from audits.inequality import gini
 from audits.market_metrics import market_estimators
+from audits.statistics import mean_of, ratio_of_sums
 from sim.record import RunRecord
 from sim.state import stances
 
@@ -129,12 +130,6 @@ def build_estimators(
     harm_imp = t.day_column("harmful_impressions").sum(axis=0, dtype=np.float64)
     imp = t.day_column("impressions").sum(axis=0, dtype=np.float64)
 
-    def ratio_of_sums(num, den):
-        return lambda idx: float(num[idx].sum() / den[idx].sum()) if den[idx].sum() > 0 else 0.0
-
-    def mean_of(x):
-        return lambda idx: float(np.mean(x[idx])) if idx.size else float("nan")
-
     est: dict[tuple[str, str], Estimator] = {}
     for name in ("all", "adult", "minor", "elderly"):
         mk = masks[name]
@@ -152,7 +147,7 @@ def build_estimators(
         est[("days_over_cap_share", name)] = Estimator(masks[name], mean_of(over_cap))
     est[("night_minutes_per_day", "minor")] = Estimator(masks["minor"], mean_of(night))
     est[("unprompted_streaks_per_day", "minor")] = Estimator(masks["minor"], mean_of(unprompted))
-    est[("harmful_impression_share", "minor")] = Estimator(masks["minor"], ratio_of_sums(harm_imp, imp))
+    est[("harmful_impression_share", "minor")] = Estimator(masks["minor"], ratio_of_sums(harm_imp, imp, empty=0.0))
 
     # Art. 17: does an opted-out user's feed follow their (exogenous) interests?
     # The placebo is the mean cosine with every other opted-out user's interests:

@@ -21,7 +21,6 @@ import numpy as np
 
 from audits.catalogue import load_catalogue
 from audits.metrics import cohort_masks
-from sim.kernels.market import OUTCOME_PLATFORM
 from sim.market.state import DAYS_PER_MONTH
 from sim.record import COMPULSIVE_RATIO_DEFAULT, RunRecord
 
@@ -63,11 +62,6 @@ def _market(fn):
     return wrapped
 
 
-def _quotes_of(rec, m):
-    q = rec.market.quotes
-    return q, m[q["user_idx"]]
-
-
 @_market
 def _spend(rec, m):
     return float(rec.market.month_spend[:, m].sum(axis=0).mean() * DAYS_PER_MONTH / rec.n_days)
@@ -81,21 +75,21 @@ def _over_budget(rec, m):
 
 @_market
 def _surplus(rec, m):
-    q, in_m = _quotes_of(rec, m)
-    return float(q["surplus"][in_m].sum() / m.sum() * DAYS_PER_MONTH / rec.n_days)
+    return float(rec.market.summary["surplus"][m].sum() / m.sum() * DAYS_PER_MONTH / rec.n_days)
 
 
 @_market
 def _fraud_share(rec, m):
-    q, in_m = _quotes_of(rec, m)
-    return float(q["fraud"][in_m].mean()) if in_m.any() else float("nan")
+    qs = rec.market.summary
+    n = qs["n_quotes"][m].sum()
+    return float(qs["n_fraud"][m].sum() / n) if n else float("nan")
 
 
 @_market
 def _price_ratio(rec, m):
-    q, in_m = _quotes_of(rec, m)
-    bought = in_m & (q["outcome"] == OUTCOME_PLATFORM)
-    return float(np.mean(q["price"][bought] / q["shadow_price"][bought])) if bought.any() else float("nan")
+    qs = rec.market.summary
+    n = qs["n_bought"][m].sum()
+    return float(qs["rel_bought"][m].sum() / n) if n else float("nan")
 
 
 OUTCOMES = {

@@ -277,7 +277,7 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
         figs[8].append(figures.spend_vs_budget(recs, cfs, f"{cf} + {pcf_label}"))
         figs[18].append(figures.minors_payments(recs, cat))
         figs[19] = [figures.fraud_exposure(recs)]
-        figs[21] = [figures.price_by_segment(recs, cat), figures.surplus_by_cohort(recs, pcfs, pcf_label)]
+        figs[21] = [figures.price_by_segment(recs), figures.surplus_by_cohort(recs, pcfs, pcf_label)]
     if recs[0].fleet is not None:
         dcfs = result.dispatcher_counterfactual_records or cfs
         dcf_label = f"{sc.audit.counterfactual_dispatcher} dispatcher"
@@ -286,7 +286,7 @@ def render_html(result: AuditResult, manifest: dict | None = None) -> str:
             figures.hours_worked(recs, dcfs, dcf_label),
             figures.deadline_tightness(recs, dcfs, dcf_label),
         ]
-    tag_evidence = [r.extra["tags"] for r in recs if "tags" in r.extra]
+    tag_evidence = [r.tags for r in recs if r.tags is not None]
     if tag_evidence:  # Art. 10 and 17 (d) (audits/tags_metrics.py)
         from audits.tags_metrics import tags_figure
 

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from audits.statistics import ratio_of_sums
+
 __all__ = ["TAG_METRICS", "tag_estimators", "tags_figure"]
 
 TAG_METRICS = (
@@ -77,13 +79,11 @@ def tag_estimators(evidence, n_users: int, estimator) -> dict:
     panel_note = f"a random panel of {ev.panel_idx.size:,} of {ev.n_users:,} users attributed" if sampled else ""
     why = "" if attributed else _NO_ATTRIBUTION
 
-    def share(j, den):
-        def stat(idx):
-            p = pos[idx]
-            d = den[p].sum()
-            return float(ev.driven[j, p].sum() / d) if d > 0 else 0.0
+    def by_user(panel_values):  # (panel,) -> (n_users,), 0 outside the panel
+        return np.where(pos >= 0, panel_values[np.maximum(pos, 0)], 0)
 
-        return stat
+    def share(j, den):  # items driven by tag set j among those shown, pooled over the users resampled
+        return ratio_of_sums(by_user(ev.driven[j]), by_user(den), empty=0.0)
 
     est = {
         ("harmful_tag_driven_share", "all"): estimator(

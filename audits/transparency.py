@@ -346,7 +346,9 @@ class ProbeWorld:
         return Probe(user_idx, stats, dof, declared, self.card_source, self.card_text, len(self.user_rows))
 
 
-def simulate_with_probes(scenario: Scenario, replication: int = 0, recommender=None, pricer=None, dispatcher=None):
+def simulate_with_probes(
+    scenario: Scenario, replication: int = 0, recommender=None, pricer=None, dispatcher=None, market_definitions=None
+):
     """Run a scenario as :func:`sim.engine.simulate` does, probing the recommender at :data:`PROBE_MINUTES`.
 
     Returns
@@ -361,7 +363,8 @@ def simulate_with_probes(scenario: Scenario, replication: int = 0, recommender=N
 
     check_memory(scenario)
     started = time.perf_counter()
-    world = FeedWorld(scenario, replication=replication, recommender=recommender, pricer=pricer, dispatcher=dispatcher)
+    world = FeedWorld(scenario, replication=replication, recommender=recommender, pricer=pricer, dispatcher=dispatcher,
+                      market_definitions=market_definitions)  # fmt: skip
     probes = ProbeWorld(world)
     while world.tick < world.n_ticks:
         world.step()

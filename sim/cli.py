@@ -4,7 +4,7 @@ Commands
 --------
 run SCENARIO
     Simulate and write metrics.parquet, users.parquet, hourly.parquet (with feed users),
-    quotes.parquet (with a market), deliveries.parquet and worker_days.parquet (with a
+    quotes.parquet (with a market and ``--quote-log``), deliveries.parquet and worker_days.parquet (with a
     fleet), manifest.json.
 audit SCENARIO
     Also run the counterfactual, and write findings.json, report.html and a draft
@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--decision-log", nargs="?", const="", default=None, metavar="DIR",
                         help="write the decision log (Art. 28: every slate, quote and dispatch) as partitioned "
                         "Parquet under DIR (default: OUT/decisions)")  # fmt: skip
+        sp.add_argument("--quote-log", action="store_true",
+                        help="keep every price quote and write quotes.parquet (a scenario with a market; "
+                        "~140 B a quote; the audit itself needs only per-user sums)")  # fmt: skip
 
     common(sub.add_parser("run", help="simulate a scenario and write its metrics"))
     a = sub.add_parser("audit", help="simulate, run the counterfactual, and write findings and a report")
@@ -145,6 +148,12 @@ def _load(args):
         data["decision_log"].update(enabled=True, path=str(Path(args.decision_log) if args.decision_log
                                                              else out / "decisions"))  # fmt: skip
         sc = scenario_from_dict(data, source=args.scenario)
+    if getattr(args, "quote_log", False):
+        if sc.market is None:
+            raise _BadInput(
+                f"--quote-log: {args.scenario} has no market (no [market] table), so no quotes to log; fix: drop --quote-log"
+            )
+        sc = sc.with_overrides(quote_log=True)
     return sc, out
 
 
@@ -162,7 +171,7 @@ def _write_run_tables(stage: Path, rec, meta: dict) -> None:
         write_parquet_batches((rec.users_frame(slice(lo, lo + step)) for lo in range(0, n, step)),
                               stage / "users.parquet", meta)  # fmt: skip
         write_parquet(rec.hourly(), stage / "hourly.parquet", meta)
-    if rec.market is not None:
+    if rec.market is not None and rec.market.quotes is not None:
         write_parquet(rec.market.quotes_frame(), stage / "quotes.parquet", meta)
     if rec.fleet is not None:
         write_parquet(rec.fleet.orders_frame(), stage / "deliveries.parquet", meta)
@@ -173,7 +182,7 @@ def _write_run_tables(stage: Path, rec, meta: dict) -> None:
 
 def _tables(rec) -> str:
     names = ["metrics.parquet", "users.parquet", "hourly.parquet"] if rec.n_users else []
-    names += ["quotes.parquet"] if rec.market is not None else []
+    names += ["quotes.parquet"] if rec.market is not None and rec.market.quotes is not None else []
     names += ["deliveries.parquet", "worker_days.parquet"] if rec.fleet is not None else []
     names += ["hotlist.parquet"] if rec.manipulation is not None and rec.manipulation.has_hot_list else []
     return "".join(f"{n}, " for n in names)
@@ -207,9 +216,8 @@ def _summary_run(rec, out: Path) -> None:
         print(f"  {r.cohort:8s} day {int(r.day) + 1}: {r.minutes_mean:6.1f} min/day (P90 {r.minutes_p90:6.1f}), "
               f"night {r.night_minutes_mean:5.1f} min")  # fmt: skip
     if rec.market is not None:
-        q = rec.market.quotes
-        bought = q["outcome"] == 1
-        print(f"  market ({rec.market.pricer} pricer): {q['tick'].size:,} offers, {int(bought.sum()):,} purchases, "
+        qs = rec.market.summary
+        print(f"  market ({rec.market.pricer} pricer): {qs.n_total:,} offers, {int(qs['n_bought'].sum()):,} purchases, "
               f"{rec.market.money['user_paid_platform']:,.0f} yuan paid on the platform")  # fmt: skip
     if rec.fleet is not None:
         f = rec.fleet

@@ -367,6 +367,7 @@ class DecisionLogger:
             return
         cols = market.quotes_from(self._quote_pos, QUOTE_FIELDS)
         self._quote_pos = n_total
+        market.release_quotes()  # written: the market need not hold them any longer (unless it keeps its log)
         n = cols["tick"].size
         if n == 0:
             return

@@ -133,10 +133,20 @@ class FeedWorld:
         Let the built-in content-based and engagement recommenders rank inside the view
         kernel (default); ``False`` sends them through ``score()`` like any other (the same
         results, slower).
+    market_definitions : dict, optional
+        The auditor's definitions the market's quote summary needs (``loyal_min_purchases``,
+        ``price_tolerance``; :class:`sim.market.summary.QuoteSummary`); default: the catalogue's.
     """
 
     def __init__(
-        self, scenario: Scenario, replication: int = 0, recommender=None, pricer=None, dispatcher=None, fused=True
+        self,
+        scenario: Scenario,
+        replication: int = 0,
+        recommender=None,
+        pricer=None,
+        dispatcher=None,
+        fused=True,
+        market_definitions=None,
     ):
         sc = self.scenario = scenario
         self.replication = replication
@@ -196,7 +206,16 @@ class FeedWorld:
 
         self.manipulation = attach_manipulation(self)  # the first observer: later ones see the fake views
         self.market = (
-            Market(sc, replication, self.key, self.users, self.centroids, self.platform.user_hat, pricer=pricer)
+            Market(
+                sc,
+                replication,
+                self.key,
+                self.users,
+                self.centroids,
+                self.platform.user_hat,
+                pricer=pricer,
+                definitions=market_definitions,
+            )  # fmt: skip
             if sc.market is not None
             else None
         )
@@ -490,9 +509,17 @@ class FeedWorld:
 
 
 def simulate(
-    scenario: Scenario, replication: int = 0, recommender=None, progress: bool = False, pricer=None, dispatcher=None
+    scenario: Scenario,
+    replication: int = 0,
+    recommender=None,
+    progress: bool = False,
+    pricer=None,
+    dispatcher=None,
+    market_definitions=None,
 ) -> RunRecord:
     """Run ``scenario`` (replication ``replication``) and return its :class:`RunRecord`.
+
+    ``recommender``, ``pricer``, ``dispatcher`` and ``market_definitions`` are passed to :class:`FeedWorld`.
 
     Raises
     ------
@@ -500,5 +527,6 @@ def simulate(
         If the run would not fit in the memory available (:func:`sim.memory.check_memory`).
     """
     check_memory(scenario)
-    world = FeedWorld(scenario, replication=replication, recommender=recommender, pricer=pricer, dispatcher=dispatcher)
+    world = FeedWorld(scenario, replication=replication, recommender=recommender, pricer=pricer, dispatcher=dispatcher,
+                      market_definitions=market_definitions)  # fmt: skip
     return world.run(progress=progress)

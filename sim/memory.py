@@ -4,8 +4,8 @@ A run that does not fit is refused with a clear message (how much it needs,
 how much the machine has available) instead of being killed by the operating
 system half-way. The estimate adds up the struct-of-arrays state (bytes per
 user, per item, per product), the per-user-day records kept for the audit, the
-market's quote log (expected quotes from the scenario's rates), the transient
-arrays of one sub-step, and the interpreter with numpy, numba and the compiled
+market's quote summary and, where kept, its quote log (expected quotes from the
+scenario's rates), the transient arrays of one sub-step, and the interpreter with numpy, numba and the compiled
 kernels. The per-unit byte counts below are read off the dtypes in
 ``sim/state.py``, ``sim/market/state.py`` and ``sim/record.py``; the two
 behavioural factors (how many users are active in the busiest sub-step, how
@@ -96,7 +96,12 @@ def _world_bytes(sc: Scenario) -> dict[str, float]:
         mk = sc.market
         per_day = mk.store_visits_per_day + mk.offers_per_feed_minute * FEED_MINUTES_PER_DAY
         parts["market state"] = n * 16 * 4 + mk.n_products * (4 * d + 24)
-        parts["quote log"] = n * t * per_day * QUOTE_BYTES
+        from sim.market.summary import QuoteSummary
+
+        # the whole log with quote_log; else only the day the decision log has not yet written (sim.market.world)
+        held_days = t if mk.quote_log else (1 if sc.decision_log.enabled and "quote" in sc.decision_log.kinds else 0)
+        parts["quote log"] = n * held_days * per_day * QUOTE_BYTES
+        parts["quote summary"] = n * QuoteSummary.bytes_per_user()
     if sc.fleet is not None:
         from sim.fleet.state import N_WD
 
@@ -123,7 +128,8 @@ def estimate_memory(sc: Scenario, runs: int = 1, concurrent: int = 1) -> dict[st
     """
     world = _world_bytes(sc)
     one = sum(world.values())
-    record = (world["per-user-day records"] + world.get("quote log", 0.0) + world.get("orders", 0.0)
+    kept_log = world.get("quote log", 0.0) if sc.market is not None and sc.market.quote_log else 0.0
+    record = (world["per-user-day records"] + kept_log + world.get("quote summary", 0.0) + world.get("orders", 0.0)
               + world.get("per-courier-day records", 0.0) + 256 * sc.population.n_users)  # fmt: skip
     concurrent = max(1, min(concurrent, runs))
     out = {f"{name} (x{concurrent})": v * concurrent for name, v in world.items()}

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from sim.kernels import layout as L
+from sim.market.summary import QuoteSummary
 from sim.scenario import COHORTS, Scenario
 
 __all__ = ["COMPULSIVE_RATIO_DEFAULT", "FleetRecord", "MarketRecord", "RunRecord"]
@@ -43,10 +44,13 @@ class MarketRecord:
     pricer, reference_pricer : str
         Labels of the audited pricer and the reference (shadow) pricer.
     pricer_params : dict
-    quotes : dict of str -> array (q,)
+    summary : sim.market.summary.QuoteSummary
+        Per-user sums of the quotes and the report's small tables (what the audit reads).
+    quotes : dict of str -> array (q,), or None
         The quote log, columns :data:`sim.market.world.QUOTE_COLUMNS` (every quote
         with the inputs that produced it and what came of it; ``value``,
-        ``value_mean``, ``surplus`` and ``fraud`` are ground truth, for the auditor).
+        ``value_mean``, ``surplus`` and ``fraud`` are ground truth, for the auditor);
+        None unless the scenario keeps it (``[market] quote_log = true``).
     income_month, budget_month, fraud_susceptibility : float32 (n,)
         Ground truth per user.
     device : int8 (n,)
@@ -63,7 +67,8 @@ class MarketRecord:
     pricer: str
     reference_pricer: str
     pricer_params: dict
-    quotes: dict
+    summary: QuoteSummary
+    quotes: dict | None
     income_month: np.ndarray
     budget_month: np.ndarray
     fraud_susceptibility: np.ndarray
@@ -84,6 +89,7 @@ class MarketRecord:
             pricer=market.pricer_label,
             reference_pricer=market.reference_label,
             pricer_params=pr.get_params() if hasattr(pr, "get_params") else {},
+            summary=market.summary.finish(),
             quotes=market.quote_log(),
             income_month=s.true_income_month.copy(),
             budget_month=s.true_budget_month.copy(),
@@ -98,7 +104,15 @@ class MarketRecord:
         )
 
     def quotes_frame(self) -> pd.DataFrame:
-        """Return the quote log as a table (the ``quotes.parquet`` table)."""
+        """Return the quote log as a table (the ``quotes.parquet`` table).
+
+        Raises
+        ------
+        ValueError
+            If the run did not keep its quote log.
+        """
+        if self.quotes is None:
+            raise ValueError("this run kept no quote log; fix: set [market] quote_log = true in the scenario")
         df = pd.DataFrame(self.quotes)
         if len(df):
             df["cohort"] = pd.Categorical.from_codes(df["cohort"].astype(np.int64), COHORTS)
@@ -235,6 +249,9 @@ class RunRecord:
     manipulation : sim.bots.ManipulationRecord or None
         Bot campaign, targets' exposure and rank probes, and the hot-list log (Art. 14), when the scenario
         has ``[bots]`` or ``[recommender.hot_list]``.
+    tags : sim.tags.TagEvidence or None
+        Tag deletions, the attribution of slate items to tags and the profile census (Art. 10/17), when the
+        platform keeps tags (``[recommender.tags]``).
     """
 
     scenario: Scenario
@@ -259,6 +276,7 @@ class RunRecord:
     creator_minutes: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
     manipulation: object | None = None
+    tags: object | None = None
 
     @classmethod
     def from_world(cls, world, wall_seconds: float = 0.0, copy: bool = True) -> RunRecord:
@@ -293,6 +311,7 @@ class RunRecord:
             fleet=FleetRecord.from_fleet(world.fleet) if world.fleet is not None else None,
             creator_minutes=world.creator_minutes.copy(),
             manipulation=m.record() if (m := getattr(world, "manipulation", None)) is not None else None,
+            tags=t.evidence() if (t := getattr(world, "tags", None)) is not None else None,
         )
 
     @property
@@ -350,7 +369,10 @@ class RunRecord:
     def users_frame(self, rows: slice | None = None) -> pd.DataFrame:
         """One row per user with run totals and means (the ``users.parquet`` table).
 
-        ``rows`` selects a slice of users (the CLI writes large populations in slices).
+        ``rows`` selects a slice of users (the CLI writes large populations in slices). With a market,
+        the user's quote sums over the run follow (:class:`sim.market.summary.QuoteSummary`): offers,
+        platform purchases, spend (yuan, everywhere), overcharge (price minus the reference price over
+        purchases), consumer surplus, scam offers and the money lost to scams.
         """
         rows = rows if rows is not None else slice(0, self.n_users)
         ud = self.user_days[:, rows]
@@ -375,6 +397,14 @@ class RunRecord:
         with np.errstate(invalid="ignore"):
             df["feed_entropy_first_day"] = self.feed_days[0, rows, 0]
             df["feed_entropy_last_day"] = self.feed_days[-1, rows, 0]
+        if self.market is not None:
+            qs = self.market.summary
+            df["offers"] = qs["n_quotes"][rows]
+            df["purchases"] = qs["n_bought"][rows]
+            df["spend"] = self.market.month_spend[:, rows].sum(axis=0, dtype=np.float64)
+            for name in ("overcharge", "surplus", "fraud_loss"):
+                df[name] = qs[name][rows]
+            df["fraud_offers"] = qs["n_fraud"][rows]
         return df
 
     def hourly(self) -> pd.DataFrame:

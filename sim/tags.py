@@ -50,14 +50,11 @@ attach_tags
     Build and attach the observer when the platform keeps tags (``[recommender.tags]``).
 without_attribution
     The same scenario without the attribution (the audit's counterfactual worlds).
-pop_evidence
-    Take the evidence of a finished run in this process (the audit attaches it to the run's record).
 find_targeting, update_tag_counts, select_tags, top_slate_mask, PANEL_USERS
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numba
@@ -71,7 +68,6 @@ __all__ = [
     "TagEvidence",
     "attach_tags",
     "find_targeting",
-    "pop_evidence",
     "select_tags",
     "add_boost",
     "row_spread",
@@ -84,8 +80,6 @@ __all__ = [
 # sampled, and the findings say so). Cost: at most three re-rankings of a panel user's row per sub-step.
 PANEL_USERS = 2_000
 KINDS = ("harmful", "deleted", "other")  # the tag sets suppressed in turn
-_FINISHED: OrderedDict = OrderedDict()  # evidence of finished runs in this process, taken by pop_evidence
-_KEEP_FINISHED = 8  # at most this many untaken (runs outside an audit leave theirs here)
 
 
 # ---- the platform's tags ----------------------------------------------------------------------------------------
@@ -448,14 +442,10 @@ class TagAudit:
         return out
 
     def on_day_end(self, world, day):
-        """Count the harmful tags in every profile; after the last day, keep the evidence for the audit."""
+        """Count the harmful tags in every profile (the run's record takes :meth:`evidence` at the end)."""
         profile = self.tw.used_tags(np.arange(self.n_users, dtype=np.int64))  # hidden tags stay in the profile
         self.harmful_tag_sum += (profile & self.harmful_mask[None, :]).sum(axis=1)
         self.n_days_seen += 1
-        if day == world.scenario.clock.days - 1:
-            _FINISHED[_key(world.scenario, world.replication)] = self.evidence()
-            while len(_FINISHED) > _KEEP_FINISHED:
-                _FINISHED.popitem(last=False)
 
     def evidence(self) -> TagEvidence:
         """Return the run's evidence so far."""
@@ -476,10 +466,6 @@ class TagAudit:
             delete_tick=int(self.delete_tick), tick_minutes=int(tm),
             settings=st.model_dump() if st is not None else {},
         )  # fmt: skip
-
-
-def _key(scenario, replication: int) -> tuple:
-    return (scenario.name, scenario.seed, int(replication), scenario.model_dump_json())
 
 
 def attach_tags(world) -> TagAudit | None:
@@ -505,8 +491,3 @@ def without_attribution(scenario):
     data = scenario.model_dump()
     data["tags"] = {**(data.get("tags") or {}), "attribute": False}
     return scenario_from_dict(data, source="<counterfactual>")
-
-
-def pop_evidence(scenario, replication: int) -> TagEvidence | None:
-    """Take the evidence of this process's finished run of ``scenario`` (replication ``replication``), if any."""
-    return _FINISHED.pop(_key(scenario, replication), None)

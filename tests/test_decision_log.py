@@ -64,7 +64,8 @@ def test_log_holds_exactly_the_runs_decisions(logged):
     quotes = open_kind(log_dir, "quote").to_table()
     orders = open_kind(log_dir, "dispatch").to_table()
     assert slates.num_rows == world.agent_steps == meta["kinds"]["slate"]["rows"] > 0
-    assert quotes.num_rows == rec.market.quotes["tick"].size > 0
+    assert quotes.num_rows == rec.market.summary.n_total > 0
+    assert rec.market.quotes is None and not world.market._log["tick"]  # written, then released by the market
     assert orders.num_rows == rec.fleet.orders["status"].size > 0
     # one row per decision: keys are unique
     key = np.asarray(slates["step"]).astype(np.int64) * 1000 + np.asarray(slates["user_idx"])
@@ -73,7 +74,10 @@ def test_log_holds_exactly_the_runs_decisions(logged):
     # the outputs are the run's: minutes watched and quoted prices
     minutes = float(np.asarray(slates["minutes"], dtype=np.float64).sum())
     assert minutes == pytest.approx(float(rec.user_days[..., L.MINUTES].sum(dtype=np.float64)), rel=1e-5)
-    assert np.array_equal(np.sort(np.asarray(quotes["price"])), np.sort(rec.market.quotes["price"]))
+    logged_user = np.asarray(quotes["user_idx"]).astype(np.int64)
+    assert np.array_equal(np.bincount(logged_user, minlength=rec.n_users), rec.market.summary["n_quotes"])
+    bought = np.asarray(quotes["outcome"]) == 1
+    assert np.array_equal(np.bincount(logged_user[bought], minlength=rec.n_users), rec.market.summary["n_bought"])
     # a slate is shown from its own candidates, in rank order of its scores
     row = slates.slice(0, 1).to_pylist()[0]
     shown = [i for i in row["slate"] if i >= 0]
@@ -90,8 +94,8 @@ def test_logging_does_not_change_the_run(logged, tmp_path):
     other = plain.run()
     assert np.array_equal(other.user_days, rec.user_days)
     assert np.array_equal(other.feed_days, rec.feed_days, equal_nan=True)  # NaN: no views that day
-    for k, v in other.market.quotes.items():
-        assert np.array_equal(v, rec.market.quotes[k]), k
+    for k, v in other.market.summary.sums.items():
+        assert np.array_equal(v, rec.market.summary[k]), k
     for k, v in other.fleet.orders.items():
         assert np.array_equal(v, rec.fleet.orders[k], equal_nan=v.dtype.kind == "f"), k
 

@@ -133,7 +133,7 @@ def test_market_purchases_become_deliveries():
             "population": {"n_users": 600},
             "catalogue": {"n_items": 500, "new_items_per_day": 20},
             "recommender": {"kind": "engagement"},
-            "market": {"n_products": 100, "store_visits_per_day": 2.0},
+            "market": {"n_products": 100, "store_visits_per_day": 2.0, "quote_log": True},
             "fleet": {"n_workers": 40, "orders": "market", "delivery_share": 1.0},
             "dispatcher": {"kind": "nearest"},
         }

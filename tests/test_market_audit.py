@@ -92,7 +92,7 @@ def test_cli_audit_writes_quotes(tmp_path):
     out = tmp_path / "u"
     proc = subprocess.run(
         [sys.executable, "-m", "sim.cli", "audit", "scenarios/uniform_pricing.toml", "--users", "300", "--days", "1",
-         "--replications", "1", "--out", str(out), "--no-progress"],
+         "--replications", "1", "--out", str(out), "--no-progress", "--quote-log"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -148,7 +148,7 @@ def test_the_quote_log_is_joined_once_and_read_from_any_row():
     from sim.engine import FeedWorld
     from sim.market.world import QUOTE_COLUMNS
 
-    sc = _small("scenarios/loyalty_pricing.toml").with_overrides(n_users=600, days=1)
+    sc = _small("scenarios/loyalty_pricing.toml", quote_log=True).with_overrides(n_users=600, days=1)
     w = FeedWorld(sc)
     for _ in range(sc.ticks_per_day // 2):
         w.step()

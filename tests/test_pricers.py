@@ -184,7 +184,7 @@ def _tiny(pricer_kind: str = "uniform", params: dict | None = None, **market) ->
         "population": {"n_users": 200},
         "catalogue": {"n_items": 300, "new_items_per_day": 20},
         "recommender": {"kind": "content", "n_candidates": 50},
-        "market": {"store_visits_per_day": 2.0, **market},
+        "market": {"store_visits_per_day": 2.0, "quote_log": True, **market},
         "pricer": {"kind": pricer_kind, "params": params or {}},
     }
 
@@ -478,7 +478,7 @@ def _minors_scenario(minors_mode: bool, days: int = 3):
         "population": {"n_users": 600, "shares": {"adult": 0.4, "minor": 0.5, "elderly": 0.1}},
         "catalogue": {"n_items": 400, "new_items_per_day": 20},
         "recommender": {"kind": "content", "n_candidates": 50},
-        "market": {"minor_in_app_appeal": 6.0, "store_visits_per_day": 10.0, "in_app_share": 0.5},
+        "market": {"minor_in_app_appeal": 6.0, "store_visits_per_day": 10.0, "in_app_share": 0.5, "quote_log": True},
         "pricer": {"kind": "uniform", "params": {"markup": 0.5}},  # above the list price (markup 0.3)
     }
     if minors_mode:
@@ -581,7 +581,7 @@ def test_money_is_conserved_across_a_month_boundary():
             "population": {"n_users": 60},
             "catalogue": {"n_items": 200, "new_items_per_day": 10},
             "recommender": {"kind": "content", "n_candidates": 50},
-            "market": {"store_visits_per_day": 1.0, "fraud_share": 0.2, "outside_markup": 0.05},
+            "market": {"store_visits_per_day": 1.0, "fraud_share": 0.2, "outside_markup": 0.05, "quote_log": True},
             "pricer": {"kind": "loyalty", "params": {"uplift": 0.3}},  # regulars may buy elsewhere
         }
     )

@@ -32,6 +32,7 @@ import numpy as np
 
 from sim.kernels import market as K
 from sim.market.state import DAYS_PER_MONTH, make_products, make_shoppers
+from sim.market.summary import QuoteSummary
 from sim.market.view import MarketView, QuoteLog, checked_quotes
 from sim.platform import PluginError, _readonly
 from sim.registry import make_pricer
@@ -78,9 +79,18 @@ class Market:
         The feed's interest profiles (the platform's, used for relevance targeting).
     pricer : object, optional
         A pricer instance to use instead of ``scenario.pricer``.
+    definitions : dict, optional
+        The auditor's ``loyal_min_purchases`` and ``price_tolerance`` for the quote summary
+        (:class:`sim.market.summary.QuoteSummary`; default: its defaults, the catalogue's values).
+
+    The quotes are folded into :attr:`summary` as they happen. The per-quote log is kept
+    whole only with ``[market] quote_log = true``; while the decision log (Art. 28) records
+    quotes, the quotes since its last write are held until it takes them (:meth:`release_quotes`).
     """
 
-    def __init__(self, scenario: Scenario, replication: int, key: int, users, centroids, user_hat, pricer=None):
+    def __init__(
+        self, scenario: Scenario, replication: int, key: int, users, centroids, user_hat, pricer=None, definitions=None
+    ):
         sc = self.scenario = scenario
         mk = self.settings = scenario.market
         gens = spawn_generators(sc.seed, ("shoppers", "products"), replication)
@@ -106,7 +116,13 @@ class Market:
         self.month_platform_spend = np.zeros((n_months, n), dtype=np.float32)
         self.money = dict(user_paid_platform=0.0, platform_revenue=0.0, seller_revenue=0.0, seller_cost=0.0,
                           outside_spend=0.0)  # fmt: skip
+        self.summary = QuoteSummary(n, sc.clock.days, sc.ticks_per_day, **(definitions or {}))
+        self.keep_log = mk.quote_log
+        dl = sc.decision_log
+        self._hold = self.keep_log or bool(dl.enabled and "quote" in dl.kinds)
         self._log: dict[str, list[np.ndarray]] = {c: [] for c in QUOTE_COLUMNS}
+        self._n_quotes = 0  # quotes made so far
+        self._log_start = 0  # row (in log order) of the first quote held in self._log
         s, pr = self.shoppers, self.products
         self.view = MarketView(
             tick=0, day=0, hour=0, key=self.pricer_key, n_users=n, n_products=p,
@@ -228,8 +244,11 @@ class Market:
             shadow_price=shadow, value_mean=value_mean, value=value, compared=compared, outcome=outcome,
             blocked=blocked, paid=paid, surplus=surplus,
         )  # fmt: skip
-        for name, col in cols.items():
-            self._log[name].append(col)
+        self.summary.fold(cols)
+        self._n_quotes += n_occ
+        if self._hold:
+            for name, col in cols.items():
+                self._log[name].append(col)
 
         # copies: a pricer must not be able to rewrite the recorded log, even by re-enabling writes
         log = QuoteLog(user_idx=_readonly(occ_user.copy()), product_idx=_readonly(product.copy()),
@@ -254,14 +273,25 @@ class Market:
 
     @property
     def n_quotes(self) -> int:
-        """Quotes logged so far."""
-        return int(sum(c.shape[0] for c in self._log["tick"]))
+        """Quotes made so far."""
+        return self._n_quotes
 
     def quotes_from(self, start: int, columns=QUOTE_COLUMNS) -> dict[str, np.ndarray]:
-        """Return the ``columns`` of the quotes from row ``start`` (0-based, in log order) to the last, as new arrays."""
+        """Return the ``columns`` of the quotes from row ``start`` (0-based, in log order) to the last, as new arrays.
+
+        Raises
+        ------
+        ValueError
+            If rows from ``start`` on are no longer held (released, or never kept).
+        """
+        if start < self._log_start or (not self._hold and start < self._n_quotes):
+            raise ValueError(
+                f"quotes from row {start} are not held (held from row {self._log_start}); "
+                "fix: set [market] quote_log = true to keep the whole quote log"
+            )
         out = {}
         for name in columns:
-            chunks, parts, row = self._log[name], [], 0
+            chunks, parts, row = self._log[name], [], self._log_start
             for chunk in chunks:
                 end = row + chunk.shape[0]
                 if end > start:
@@ -270,13 +300,22 @@ class Market:
             out[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=chunks[0].dtype if chunks else None)
         return out
 
-    def quote_log(self) -> dict[str, np.ndarray]:
-        """All quotes of the run so far, one array per column of :data:`QUOTE_COLUMNS`.
+    def release_quotes(self) -> None:
+        """Drop the held quotes unless the whole log is kept (the decision log calls this once it wrote them)."""
+        if not self.keep_log:
+            for chunks in self._log.values():
+                chunks.clear()
+            self._log_start = self._n_quotes
+
+    def quote_log(self) -> dict[str, np.ndarray] | None:
+        """All quotes of the run so far, one array per column of :data:`QUOTE_COLUMNS`; None unless kept.
 
         Each column's per-tick chunks are joined once and kept joined, one column at a
         time, so the log is never held twice (it is the largest part of a market run's
         memory: ~140 B a quote). The arrays are read-only: they are the log itself.
         """
+        if not self.keep_log:
+            return None
         out = {}
         for name, chunks in self._log.items():
             if len(chunks) > 1:
