@@ -64,7 +64,7 @@ import pandas as pd
 from sim.hotlist import HotList, hotlist_frame
 from sim.platform import InteractionLog, PluginError
 from sim.rng import Purpose, spawn_generators, uniform_np
-from sim.scenario import BotSettings, Scenario, scenario_from_dict
+from sim.scenario import BotSettings, Scenario
 
 __all__ = [
     "MAX_VIEWS_PER_TICK",
@@ -545,6 +545,4 @@ def bot_free_scenario(scenario: Scenario) -> Scenario:
     """
     if scenario.bots is None:
         raise ValueError("the scenario has no [bots] table")
-    data = scenario.model_dump()
-    data["bots"]["n_bots"] = 0
-    return scenario_from_dict(data, source=f"{scenario.name} without bots")
+    return scenario.with_values({"bots.n_bots": 0}, source=f"{scenario.name} without bots")

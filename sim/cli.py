@@ -142,12 +142,8 @@ def _load(args):
             raise _BadInput(f"{args.scenario}: audit.counterfactual_pricer: {exc}") from None
     out = Path(args.out) if args.out else Path("out") / sc.name
     if getattr(args, "decision_log", None) is not None:  # Art. 28 decision log (sim/decision_log.py)
-        from sim.scenario import scenario_from_dict
-
-        data = sc.model_dump()
-        data["decision_log"].update(enabled=True, path=str(Path(args.decision_log) if args.decision_log
-                                                             else out / "decisions"))  # fmt: skip
-        sc = scenario_from_dict(data, source=args.scenario)
+        where = Path(args.decision_log) if args.decision_log else out / "decisions"
+        sc = sc.with_values({"decision_log.enabled": True, "decision_log.path": str(where)}, source=args.scenario)
     if getattr(args, "quote_log", False):
         if sc.market is None:
             raise _BadInput(

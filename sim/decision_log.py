@@ -205,9 +205,7 @@ def without_decision_log(scenario: Scenario) -> Scenario:
     """Return ``scenario`` with its decision log switched off (an audit's counterfactual runs keep none)."""
     if not scenario.decision_log.enabled:
         return scenario
-    data = scenario.model_dump()
-    data["decision_log"]["enabled"] = False
-    return scenario_from_dict(data, source="<without decision log>")
+    return scenario.with_values({"decision_log.enabled": False}, source="<without decision log>")
 
 
 # ---- writing ------------------------------------------------------------------------------------------------
@@ -823,9 +821,8 @@ def replay(log_dir: str | Path, days: int | None = None, recompute: bool = True,
     full = days == n_days
     report.days = days
     with tempfile.TemporaryDirectory(prefix="recaudit-replay-") as tmp:
-        data = sc.model_dump()
-        data["decision_log"].update(enabled=True, path=tmp)
-        world = FeedWorld(scenario_from_dict(data, source="<replay>"), replication=int(meta["replication"]))
+        logged = sc.with_values({"decision_log.enabled": True, "decision_log.path": tmp}, source="<replay>")
+        world = FeedWorld(logged, replication=int(meta["replication"]))
         logger = world.decision_log
         while world.tick < days * world.ticks_per_day:
             world.step()

@@ -889,7 +889,7 @@ class Scenario(_Settings):
         if quote_log is not None:
             if self.market is None:
                 raise ValueError("quote_log: the scenario has no market (no [market] table), so no quotes to log")
-            data["market"]["quote_log"] = bool(quote_log)
+            data["market"]["quote_log"] = bool(quote_log)  # (with_values would add a market table)
         if n_users is not None:
             data["population"]["n_users"] = n_users
         if days is not None:
@@ -907,10 +907,56 @@ class Scenario(_Settings):
             data["dispatcher"]["params"] = {}
         return scenario_from_dict(data, source="<overrides>")
 
+    def with_values(self, values: dict[str, Any], source: str = "<overrides>") -> Scenario:
+        """Return a copy with the settings at dotted paths replaced, validated as a scenario file is.
+
+        ``sc.with_values({"decision_log.enabled": False, "bots.n_bots": 0})``. A table on the path that
+        the scenario lacks (``None``) is added with its defaults.
+
+        Raises
+        ------
+        ScenarioError
+            If a path is not a setting or a value is invalid (the message names it, as for a scenario file).
+        """
+        data = self.model_dump()
+        for path, value in values.items():
+            set_path(data, path, value, source, add_tables=True)
+        return scenario_from_dict(data, source=source)
+
     @property
     def ticks_per_day(self) -> int:
         """Ticks in one simulated day."""
         return 1440 // self.clock.tick_minutes
+
+
+def set_path(data: dict, path: str, value, where: str, add_tables: bool = False) -> None:
+    """Set the setting at dotted ``path`` (e.g. ``"recommender.params.alpha"``) in a scenario's dict.
+
+    ``where`` starts the error messages (a file, a sweep axis). A table on the path the scenario lacks
+    (``None``) is an error, or is added empty (its defaults) with ``add_tables``. Keys under ``params``
+    (a plugin's) may be new; any other key must exist.
+
+    Raises
+    ------
+    ScenarioError
+        If the path is not a scenario setting.
+    """
+    keys = path.split(".")
+    node = data
+    for i, k in enumerate(keys[:-1]):
+        if not isinstance(node, dict) or k not in node:
+            raise ScenarioError(f"{where}: '{path}' is not a scenario setting ('{'.'.join(keys[: i + 1])}' is unknown)")
+        if node[k] is None:
+            if not add_tables:
+                raise ScenarioError(
+                    f"{where}: '{path}': the base scenario has no [{'.'.join(keys[: i + 1])}] table; "
+                    "fix: add the table to the base scenario"
+                )
+            node[k] = {}
+        node = node[k]
+    if not isinstance(node, dict) or (keys[-1] not in node and keys[-2:-1] != ["params"] and node):
+        raise ScenarioError(f"{where}: '{path}' is not a scenario setting")
+    node[keys[-1]] = value
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:

@@ -486,8 +486,4 @@ def without_attribution(scenario):
     """
     if scenario.recommender.tags is None or (scenario.tags is not None and not scenario.tags.attribute):
         return scenario
-    from sim.scenario import scenario_from_dict
-
-    data = scenario.model_dump()
-    data["tags"] = {**(data.get("tags") or {}), "attribute": False}
-    return scenario_from_dict(data, source="<counterfactual>")
+    return scenario.with_values({"tags.attribute": False}, source="<counterfactual>")

@@ -121,3 +121,19 @@ def test_loader_error_type(tmp_path):
 def test_switches_must_be_toml_booleans(table, value):
     with pytest.raises(ScenarioError, match=value.replace(".", r"\.") + ".*valid boolean"):
         scenario_from_dict({"name": "x", "population": {"n_users": 10}, **table})
+
+
+def test_with_values_sets_dotted_paths_and_validates():
+    sc = load_scenario("scenarios/tag_targeting.toml")
+    assert sc.tags is None or sc.tags.attribute
+    days = sc.clock.days + 1
+    out = sc.with_values({"clock.days": days, "tags.attribute": False, "recommender.params.alpha": 0.5})
+    assert out.clock.days == days and out.tags.attribute is False  # [tags] added with its defaults where absent
+    assert out.recommender.params == {**sc.recommender.params, "alpha": 0.5}  # a plugin's params may be new
+    assert sc.clock.days == days - 1  # a copy
+    with pytest.raises(ScenarioError, match="'clock.dayz' is not a scenario setting"):
+        sc.with_values({"clock.dayz": 3})
+    with pytest.raises(ScenarioError, match="'nope' is unknown"):
+        sc.with_values({"nope.x": 1})
+    with pytest.raises(ScenarioError, match="clock.days"):
+        sc.with_values({"clock.days": -1})  # validated as a scenario file is

@@ -60,6 +60,7 @@ from sim.scenario import (
     load_scenario,
     read_toml,
     scenario_from_dict,
+    set_path,
 )
 
 __all__ = ["RESERVED_COLUMNS", "Axis", "Experiment", "SweepSpec", "expand", "load_sweep"]
@@ -169,23 +170,6 @@ class Experiment:
     scenario: dict  # the resolved scenario mapping (validated in the worker)
 
 
-def _set_path(data: dict, path: str, value, where: str) -> None:
-    keys = path.split(".")
-    node = data
-    for i, k in enumerate(keys[:-1]):
-        if not isinstance(node, dict) or k not in node:
-            raise ScenarioError(f"{where}: '{path}' is not a scenario setting ('{'.'.join(keys[: i + 1])}' is unknown)")
-        if node[k] is None:
-            raise ScenarioError(
-                f"{where}: '{path}': the base scenario has no [{'.'.join(keys[: i + 1])}] table; "
-                "fix: add the table to the base scenario"
-            )
-        node = node[k]
-    if not isinstance(node, dict) or (keys[-1] not in node and keys[-2:-1] != ["params"]):
-        raise ScenarioError(f"{where}: '{path}' is not a scenario setting")
-    node[keys[-1]] = value
-
-
 def load_sweep(path: str | Path) -> tuple[SweepSpec, Scenario]:
     """Read a sweep file and its base scenario; check every axis value against the scenario schema.
 
@@ -213,13 +197,13 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Scenario]:
     base = load_scenario(path.parent / spec.base)
     data = base.model_dump()
     for key, value in spec.overrides.items():
-        _set_path(data, key, value, f"{path}: overrides")
+        set_path(data, key, value, f"{path}: overrides")
     base = scenario_from_dict(data, source=f"{path} (base with overrides)")
     for axis in spec.axes:
         values = axis.grid_values() if axis.values is not None else list(axis.range)
         for v in values:
             trial = copy.deepcopy(data)
-            _set_path(trial, axis.path, v, f"{path}: axes '{axis.path}'")
+            set_path(trial, axis.path, v, f"{path}: axes '{axis.path}'")
             try:
                 scenario_from_dict(trial, source=f"{path}: axes '{axis.path}' = {v!r}")
             except ScenarioError as exc:
@@ -257,7 +241,7 @@ def expand(spec: SweepSpec, base: Scenario) -> list[Experiment]:
         data = copy.deepcopy(data0)
         data["seed"] = seed
         for axis in spec.axes:
-            _set_path(data, axis.path, values[axis.column], "sweep")
+            set_path(data, axis.path, values[axis.column], "sweep")
         for r in range(spec.replications):
             out.append(Experiment(f"p{i:05d}-r{r:03d}", i, r, seed, values, data))
     return out
