@@ -4,7 +4,7 @@ Commands
 --------
 run SCENARIO
     Simulate and write metrics.parquet, users.parquet, hourly.parquet (with feed users),
-    quotes.parquet (with a market and ``--quote-log``), deliveries.parquet and worker_days.parquet (with a
+    quotes.parquet (with a market and ``--quote-log`` or ``[market] quote_log = true``), deliveries.parquet and worker_days.parquet (with a
     fleet), manifest.json.
 audit SCENARIO
     Also run the counterfactual, and write findings.json, report.html and a draft
@@ -161,14 +161,17 @@ def _write_run_tables(stage: Path, rec, meta: dict) -> None:
     from sim import output
     from sim.output import write_parquet, write_parquet_batches
 
+    step = output.BATCH_ROWS  # one slice of users (or quotes) in memory at a time
     if rec.n_users:
         write_parquet(rec.daily(), stage / "metrics.parquet", meta)
-        n, step = rec.n_users, output.BATCH_ROWS  # one slice of users in memory at a time
+        n = rec.n_users
         write_parquet_batches((rec.users_frame(slice(lo, lo + step)) for lo in range(0, n, step)),
                               stage / "users.parquet", meta)  # fmt: skip
         write_parquet(rec.hourly(), stage / "hourly.parquet", meta)
-    if rec.market is not None and rec.market.quotes is not None:
-        write_parquet(rec.market.quotes_frame(), stage / "quotes.parquet", meta)
+    if rec.market is not None and rec.market.quotes is not None:  # in slices: the log is not copied whole
+        nq = rec.market.summary.n_total
+        write_parquet_batches((rec.market.quotes_frame(slice(lo, lo + step)) for lo in range(0, max(nq, 1), step)),
+                              stage / "quotes.parquet", meta)  # fmt: skip
     if rec.fleet is not None:
         write_parquet(rec.fleet.orders_frame(), stage / "deliveries.parquet", meta)
         write_parquet(rec.fleet.worker_days_frame(), stage / "worker_days.parquet", meta)

@@ -119,7 +119,8 @@ def estimate_memory(sc: Scenario, runs: int = 1, concurrent: int = 1) -> dict[st
 
     Each concurrent run holds a whole world; the records of every run are kept
     until the audit is computed (records are the per-user-day counters, the
-    quote log and about 0.25 KB per user of final state).
+    market's quote summary, its quote log where ``quote_log`` keeps it, and about 0.25 KB per user of
+    final state).
 
     Returns
     -------

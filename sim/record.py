@@ -81,15 +81,15 @@ class MarketRecord:
     money: dict
 
     @classmethod
-    def from_market(cls, market) -> MarketRecord:
-        """Snapshot a :class:`sim.market.world.Market`."""
+    def from_market(cls, market, copy: bool = True) -> MarketRecord:
+        """Snapshot a :class:`sim.market.world.Market`; ``copy=False`` takes its quote summary itself (run over)."""
         s = market.shoppers
         pr = market.pricer
         return cls(
             pricer=market.pricer_label,
             reference_pricer=market.reference_label,
             pricer_params=pr.get_params() if hasattr(pr, "get_params") else {},
-            summary=market.summary.finish(),
+            summary=market.summary.snapshot() if copy else market.summary.finish(),
             quotes=market.quote_log(),
             income_month=s.true_income_month.copy(),
             budget_month=s.true_budget_month.copy(),
@@ -103,8 +103,8 @@ class MarketRecord:
             money=dict(market.money),
         )
 
-    def quotes_frame(self) -> pd.DataFrame:
-        """Return the quote log as a table (the ``quotes.parquet`` table).
+    def quotes_frame(self, rows: slice | None = None) -> pd.DataFrame:
+        """Return the quote log as a table (the ``quotes.parquet`` table); ``rows`` selects a slice of quotes.
 
         Raises
         ------
@@ -113,7 +113,8 @@ class MarketRecord:
         """
         if self.quotes is None:
             raise ValueError("this run kept no quote log; fix: set [market] quote_log = true in the scenario")
-        df = pd.DataFrame(self.quotes)
+        rows = rows if rows is not None else slice(None)
+        df = pd.DataFrame({name: col[rows] for name, col in self.quotes.items()})
         if len(df):
             df["cohort"] = pd.Categorical.from_codes(df["cohort"].astype(np.int64), COHORTS)
             df["outcome"] = pd.Categorical.from_codes(df["outcome"].astype(np.int64), ["none", "platform", "outside"])
@@ -307,7 +308,7 @@ class RunRecord:
             minhash=keep(world.minhash),
             wall_seconds=wall_seconds,
             agent_steps=world.agent_steps,
-            market=MarketRecord.from_market(world.market) if world.market is not None else None,
+            market=MarketRecord.from_market(world.market, copy=copy) if world.market is not None else None,
             fleet=FleetRecord.from_fleet(world.fleet) if world.fleet is not None else None,
             creator_minutes=world.creator_minutes.copy(),
             manipulation=m.record() if (m := getattr(world, "manipulation", None)) is not None else None,

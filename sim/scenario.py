@@ -883,13 +883,13 @@ class Scenario(_Settings):
         Raises
         ------
         ValueError
-            If ``quote_log`` is given for a scenario without a market.
+            If ``quote_log`` is true for a scenario without a market.
         """
         data = self.model_dump()
-        if quote_log is not None:
-            if self.market is None:
-                raise ValueError("quote_log: the scenario has no market (no [market] table), so no quotes to log")
-            data["market"]["quote_log"] = bool(quote_log)  # (with_values would add a market table)
+        if quote_log is not None and self.market is not None:
+            data["market"]["quote_log"] = bool(quote_log)
+        elif quote_log:
+            raise ValueError("quote_log: the scenario has no market (no [market] table), so no quotes to log")
         if n_users is not None:
             data["population"]["n_users"] = n_users
         if days is not None:
@@ -907,11 +907,12 @@ class Scenario(_Settings):
             data["dispatcher"]["params"] = {}
         return scenario_from_dict(data, source="<overrides>")
 
-    def with_values(self, values: dict[str, Any], source: str = "<overrides>") -> Scenario:
+    def with_values(self, values: dict[str, Any], source: str = "<overrides>", add_tables: bool = False) -> Scenario:
         """Return a copy with the settings at dotted paths replaced, validated as a scenario file is.
 
         ``sc.with_values({"decision_log.enabled": False, "bots.n_bots": 0})``. A table on the path that
-        the scenario lacks (``None``) is added with its defaults.
+        the scenario lacks (``None``, e.g. ``[market]``) is an error, or is added with its defaults
+        with ``add_tables``.
 
         Raises
         ------
@@ -920,7 +921,7 @@ class Scenario(_Settings):
         """
         data = self.model_dump()
         for path, value in values.items():
-            set_path(data, path, value, source, add_tables=True)
+            set_path(data, path, value, source, add_tables=add_tables)
         return scenario_from_dict(data, source=source)
 
     @property

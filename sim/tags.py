@@ -486,4 +486,4 @@ def without_attribution(scenario):
     """
     if scenario.recommender.tags is None or (scenario.tags is not None and not scenario.tags.attribute):
         return scenario
-    return scenario.with_values({"tags.attribute": False}, source="<counterfactual>")
+    return scenario.with_values({"tags.attribute": False}, source="<counterfactual>", add_tables=True)

@@ -307,3 +307,11 @@ def test_manipulation_record_keeps_users_views_real():
     assert np.array_equal(m.user_impressions, own.astype(np.float64))
     minutes = rec.user_days[..., L.MINUTES].sum(axis=0)
     assert np.allclose(m.user_minutes, minutes, rtol=1e-4)
+
+
+def test_exposure_quotient_of_a_resample_without_organic_exposure():
+    from audits.manipulation import _quotient
+
+    assert _quotient(0.2, 0.1) == pytest.approx(2.0)
+    assert _quotient(0.2, 0.0) == math.inf  # shown only with the bots: an infinite over-recommendation index
+    assert math.isnan(_quotient(0.0, 0.0))  # nothing shown either way

@@ -64,3 +64,18 @@ def test_users_table_written_in_slices_equals_the_whole_frame(tmp_path, monkeypa
     cli._write_run_tables(tmp_path, rec, {"seed": sc.seed})
     got = pd.read_parquet(tmp_path / "users.parquet")
     pd.testing.assert_frame_equal(got, rec.users_frame(), check_dtype=True)
+
+
+def test_quotes_parquet_is_written_in_slices(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import sim.cli as cli
+    from sim import output
+    from sim.engine import simulate
+
+    sc = load_scenario(ROOT / "scenarios" / "loyalty_pricing.toml").with_overrides(n_users=200, days=1, quote_log=True)
+    rec = simulate(sc)
+    assert rec.market.summary.n_total > 3 * 64
+    monkeypatch.setattr(output, "BATCH_ROWS", 64)
+    cli._write_run_tables(tmp_path, rec, {"seed": sc.seed})
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "quotes.parquet"), rec.market.quotes_frame())

@@ -149,7 +149,7 @@ def test_without_the_quote_log_the_run_is_the_same_and_keeps_no_rows(runs):
     w = FeedWorld(_scenario(False, users=300, days=1))
     for _ in range(w.scenario.ticks_per_day // 2):
         w.step()
-    assert w.market.n_quotes > 0 and not w.market._log["tick"]
+    assert w.market.n_quotes > 0 and not w.market._log  # nothing held, nothing allocated
     with pytest.raises(ValueError, match="quote_log = true"):
         w.market.quotes_from(0)
 
@@ -180,3 +180,19 @@ def test_defaults_are_the_catalogues_and_other_definitions_are_refused(runs):
     assert b.loyal_min_purchases == 5.0 and b["n_loyal"].sum() < a["n_loyal"].sum()
     with pytest.raises(ValueError, match="loyal_min_purchases"):
         QuoteSummary(10, 1, 96, loyal_min_purchases=0.0)
+
+
+def test_a_record_taken_mid_run_keeps_its_own_summary():
+    from sim.record import RunRecord
+
+    w = FeedWorld(_scenario(False, users=400, days=2, minor_in_app_appeal=6.0, store_visits_per_day=10.0))
+    while w.tick < w.ticks_per_day:
+        w.step()
+    rec = RunRecord.from_world(w)  # copy=True: the world goes on
+    qs = rec.market.summary
+    n_total, sums, minors = qs.n_total, {k: v.copy() for k, v in qs.sums.items()}, qs.minor_payments["price"].size
+    while w.tick < w.n_ticks:
+        w.step()
+    assert w.market.summary.n_total > n_total == qs.n_total
+    assert all(np.array_equal(qs[k], v) for k, v in sums.items())
+    assert qs.minor_payments["price"].size == minors == qs["n_bought"][rec.cohort == 1].sum() > 0

@@ -127,7 +127,9 @@ def test_with_values_sets_dotted_paths_and_validates():
     sc = load_scenario("scenarios/tag_targeting.toml")
     assert sc.tags is None or sc.tags.attribute
     days = sc.clock.days + 1
-    out = sc.with_values({"clock.days": days, "tags.attribute": False, "recommender.params.alpha": 0.5})
+    out = sc.with_values(
+        {"clock.days": days, "tags.attribute": False, "recommender.params.alpha": 0.5}, add_tables=True
+    )
     assert out.clock.days == days and out.tags.attribute is False  # [tags] added with its defaults where absent
     assert out.recommender.params == {**sc.recommender.params, "alpha": 0.5}  # a plugin's params may be new
     assert sc.clock.days == days - 1  # a copy
@@ -137,3 +139,7 @@ def test_with_values_sets_dotted_paths_and_validates():
         sc.with_values({"nope.x": 1})
     with pytest.raises(ScenarioError, match="clock.days"):
         sc.with_values({"clock.days": -1})  # validated as a scenario file is
+    assert sc.market is None
+    with pytest.raises(ScenarioError, match=r"no \[market\] table"):
+        sc.with_values({"market.quote_log": True})  # a missing table only with add_tables
+    assert sc.with_overrides(quote_log=False) == sc.with_overrides()

@@ -11,10 +11,11 @@ log is kept only when the scenario asks for it (``[market] quote_log = true``,
 which also writes ``quotes.parquet``) or while the decision log (Art. 28) has
 not yet written the day's quotes.
 
-Sums are accumulated with :func:`numpy.add.at` in log order, the same additions
-in the same order as :func:`numpy.bincount` over the whole log, so a summary
-folded online equals, bit for bit, one built from the joined log
-(:meth:`QuoteSummary.from_log`; tested).
+The per-user sums are accumulated with :func:`numpy.add.at` in log order, the
+same additions in the same order as :func:`numpy.bincount` over the whole log,
+so those of a summary folded online equal, bit for bit, those of one built from
+the joined log (:meth:`QuoteSummary.from_log`; tested). The figure tables are
+sums of per-tick bincounts (equal to rounding).
 
 Two of the auditor's definitions are needed while folding: who is a loyal
 customer and which prices count as equal. The audit passes the catalogue's
@@ -229,6 +230,12 @@ class QuoteSummary:
         }
         self._minor_chunks = [tuple(self.minor_payments.values())] if chunks else []
         return self
+
+    def snapshot(self) -> QuoteSummary:
+        """Return a finished copy, independent of this summary (a record taken while the run goes on)."""
+        import copy
+
+        return copy.deepcopy(self).finish()
 
     @classmethod
     def from_log(cls, quotes: dict, n_users: int, n_days: int, ticks_per_day: int, **definitions) -> QuoteSummary:

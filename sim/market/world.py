@@ -120,7 +120,10 @@ class Market:
         self.keep_log = mk.quote_log
         dl = sc.decision_log
         self._hold = self.keep_log or bool(dl.enabled and "quote" in dl.kinds)
-        self._log: dict[str, list[np.ndarray]] = {c: [] for c in QUOTE_COLUMNS}
+        # held quotes: one growing array per column (capacity doubles; the first _log_n rows are in use), so
+        # the log is contiguous from the start and never joined (per-tick chunks would be copied at the end)
+        self._log: dict[str, np.ndarray] = {}
+        self._log_n = 0
         self._n_quotes = 0  # quotes made so far
         self._log_start = 0  # row (in log order) of the first quote held in self._log
         s, pr = self.shoppers, self.products
@@ -247,8 +250,7 @@ class Market:
         self.summary.fold(cols)
         self._n_quotes += n_occ
         if self._hold:
-            for name, col in cols.items():
-                self._log[name].append(col)
+            self._append(cols)
 
         # copies: a pricer must not be able to rewrite the recorded log, even by re-enabling writes
         log = QuoteLog(user_idx=_readonly(occ_user.copy()), product_idx=_readonly(product.copy()),
@@ -271,6 +273,19 @@ class Market:
             s.spend_month[:] = 0.0
             s.platform_spend_month[:] = 0.0
 
+    def _append(self, cols: dict[str, np.ndarray]) -> None:
+        n_add = next(iter(cols.values())).shape[0]
+        end = self._log_n + n_add
+        for name, col in cols.items():
+            buf = self._log.get(name)
+            if buf is None or buf.shape[0] < end:
+                grown = np.empty(max(end, 2 * (0 if buf is None else buf.shape[0]), 1024), dtype=col.dtype)
+                if buf is not None:
+                    grown[: self._log_n] = buf[: self._log_n]
+                self._log[name] = buf = grown
+            buf[self._log_n : end] = col
+        self._log_n = end
+
     @property
     def n_quotes(self) -> int:
         """Quotes made so far."""
@@ -289,40 +304,30 @@ class Market:
                 f"quotes from row {start} are not held (held from row {self._log_start}); "
                 "fix: set [market] quote_log = true to keep the whole quote log"
             )
-        out = {}
-        for name in columns:
-            chunks, parts, row = self._log[name], [], self._log_start
-            for chunk in chunks:
-                end = row + chunk.shape[0]
-                if end > start:
-                    parts.append(chunk[max(0, start - row) :])
-                row = end
-            out[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=chunks[0].dtype if chunks else None)
-        return out
+        lo = start - self._log_start
+        return {name: self._log[name][lo : self._log_n].copy() if name in self._log else np.zeros(0)
+                for name in columns}  # fmt: skip
 
     def release_quotes(self) -> None:
-        """Drop the held quotes unless the whole log is kept (the decision log calls this once it wrote them)."""
+        """Drop the held quotes unless the whole log is kept (the decision log calls this once it wrote them).
+
+        The arrays stay allocated for the next day's quotes.
+        """
         if not self.keep_log:
-            for chunks in self._log.values():
-                chunks.clear()
+            self._log_n = 0
             self._log_start = self._n_quotes
 
     def quote_log(self) -> dict[str, np.ndarray] | None:
-        """All quotes of the run so far, one array per column of :data:`QUOTE_COLUMNS`; None unless kept.
+        """All quotes of the run so far, one read-only array per column of :data:`QUOTE_COLUMNS`; None unless kept.
 
-        Each column's per-tick chunks are joined once and kept joined, one column at a
-        time, so the log is never held twice (it is the largest part of a market run's
-        memory: ~140 B a quote). The arrays are read-only: they are the log itself.
+        The arrays are views of the log itself (no copy: the log is the largest part of a market
+        run's memory, ~90 B a quote); later quotes are appended past their end and never show in them.
         """
         if not self.keep_log:
             return None
         out = {}
-        for name, chunks in self._log.items():
-            if len(chunks) > 1:
-                joined = np.concatenate(chunks)
-                joined.flags.writeable = False
-                chunks[:] = [joined]
-            elif chunks:
-                chunks[0].flags.writeable = False
-            out[name] = chunks[0] if chunks else np.zeros(0)
+        for name in QUOTE_COLUMNS:
+            view = self._log[name][: self._log_n] if name in self._log else np.zeros(0)
+            view.flags.writeable = False
+            out[name] = view
         return out
