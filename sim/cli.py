@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                         "Parquet under DIR (default: OUT/decisions)")  # fmt: skip
         sp.add_argument("--quote-log", action="store_true",
                         help="keep every price quote and write quotes.parquet (a scenario with a market; "
-                        "~140 B a quote; the audit itself needs only per-user sums)")  # fmt: skip
+                        "~90-190 B a quote; the audit itself needs only per-user sums)")  # fmt: skip
 
     common(sub.add_parser("run", help="simulate a scenario and write its metrics"))
     a = sub.add_parser("audit", help="simulate, run the counterfactual, and write findings and a report")
@@ -168,9 +168,11 @@ def _write_run_tables(stage: Path, rec, meta: dict) -> None:
         write_parquet_batches((rec.users_frame(slice(lo, lo + step)) for lo in range(0, n, step)),
                               stage / "users.parquet", meta)  # fmt: skip
         write_parquet(rec.hourly(), stage / "hourly.parquet", meta)
-    if rec.market is not None and rec.market.quotes is not None:  # in slices: the log is not copied whole
-        nq = rec.market.summary.n_total
-        write_parquet_batches((rec.market.quotes_frame(slice(lo, lo + step)) for lo in range(0, max(nq, 1), step)),
+    if rec.market is not None and rec.market.quotes is not None:
+        # in slices of 1/8 of a users' slice (~12 MB of columns each): a slice is held as a DataFrame, an Arrow
+        # table and its cast at once, which with 1M-row slices was ~270 MB on top of the log
+        nq, q_step = rec.market.summary.n_total, max(1, step // 8)
+        write_parquet_batches((rec.market.quotes_frame(slice(lo, lo + q_step)) for lo in range(0, max(nq, 1), q_step)),
                               stage / "quotes.parquet", meta)  # fmt: skip
     if rec.fleet is not None:
         write_parquet(rec.fleet.orders_frame(), stage / "deliveries.parquet", meta)

@@ -411,7 +411,7 @@ class MarketSettings(_Settings):
     the price the pricer quotes. See ``sim/market/`` for the purchase model.
 
     ``quote_log`` keeps every quote with its inputs and outcome in the run's record and writes
-    ``quotes.parquet`` (~140 B a quote, ~2 quotes a user-day); without it the run keeps per-user
+    ``quotes.parquet`` (90 B a quote in memory, ~2 quotes a user-day); without it the run keeps per-user
     sums of the quotes only (:class:`sim.market.summary.QuoteSummary`), which is all the audit needs.
     """
 

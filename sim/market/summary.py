@@ -1,7 +1,7 @@
 """Per-user sums over the quote log, folded tick by tick (the market's online aggregate).
 
-A market run makes ~2 quotes per user-day, and a logged quote costs ~140 B
-(:data:`sim.memory.QUOTE_BYTES`): a million users for a month would hold ~9 GB
+A market run makes ~2 quotes per user-day, and a logged quote holds 90 B
+(:data:`sim.memory.QUOTE_BYTES`): a million users for a month would hold ~6 GB
 of log. The Art. 8/18/19/21 metrics need far less: each is a ratio of sums, a
 mean of per-user sums, or a regression whose normal equations are sums, taken
 over a set of users (the bootstrap resamples users). :class:`QuoteSummary`
