@@ -11,6 +11,7 @@ import io
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from audits.metrics import cohort_masks
 from sim.market.summary import SEGMENTS
@@ -283,6 +284,7 @@ def fraud_exposure(records) -> bytes:
             ax.plot(np.arange(1, n_days + 1), np.nanmean(series, axis=0), marker="o", ms=3, color=_COLORS[name],
                     label=name)  # fmt: skip
     ax.set_xlabel("day")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("share of offers that are scams")
     ax.set_title("Fraudulent offers by cohort (Art. 19)")
     ax.legend(fontsize=8)
