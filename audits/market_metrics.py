@@ -129,10 +129,10 @@ def market_estimators(t: RunRecord, c: RunRecord, cp: RunRecord, catalogue: Cata
     est[("loyal_new_price_ratio", "all")] = Estimator(
         everyone, _ratio(qs["rel_loyal"], qs["n_loyal"], qs["rel_new"], qs["n_new"])
     )
-    ios = t.market.device == 1
+    ios_mask = t.market.device == 1
     rel_plain, n_plain = per_user("rel_plain"), per_user("n_plain")
     est[("device_price_ratio", "all")] = Estimator(
-        everyone, _ratio(rel_plain * ios, n_plain * ios, rel_plain * ~ios, n_plain * ~ios)
+        everyone, _ratio(rel_plain * ios_mask, n_plain * ios_mask, rel_plain * ~ios_mask, n_plain * ~ios_mask)
     )
 
     # regression of log(price / shadow) on non-cost traits, from per-user sums of the normal equations

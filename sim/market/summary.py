@@ -170,54 +170,55 @@ class QuoteSummary:
         rel = price / shadow
         stock = np.asarray(q["purchases_stock"])
         lifetime = np.asarray(q["lifetime_purchases"])
-        plain = ~np.asarray(q["disclosed"]).astype(bool)
-        bought = np.asarray(q["outcome"]) == OUTCOME_PLATFORM
-        fraud = np.asarray(q["fraud"]).astype(bool)
+        plain_mask = ~np.asarray(q["disclosed"]).astype(bool)
+        bought_mask = np.asarray(q["outcome"]) == OUTCOME_PLATFORM
+        fraud_mask = np.asarray(q["fraud"]).astype(bool)
         cohort = np.asarray(q["cohort"]).astype(np.int64)
         device = np.asarray(q["device"]).astype(np.int64)
-        new = lifetime == 0
-        loyal = (stock >= lm) & ~new
+        new_mask = lifetime == 0
+        loyal_mask = (stock >= lm) & ~new_mask
 
         _add(s["n_quotes"], u, 1)
-        _add(s["n_fraud"], u[fraud], 1)
+        _add(s["n_fraud"], u[fraud_mask], 1)
         _add(s["surplus"], u, np.asarray(q["surplus"], dtype=np.float64))
-        up = u[plain]
+        up = u[plain_mask]
         _add(s["n_plain"], up, 1)
-        _add(s["rel_plain"], up, rel[plain])
-        for name, sel in (("loyal", plain & loyal), ("new", plain & new)):
-            _add(s[f"n_{name}"], u[sel], 1)
-            _add(s[f"rel_{name}"], u[sel], rel[sel])
-        ub = u[bought]
+        _add(s["rel_plain"], up, rel[plain_mask])
+        for name, sel_mask in (("loyal", plain_mask & loyal_mask), ("new", plain_mask & new_mask)):
+            _add(s[f"n_{name}"], u[sel_mask], 1)
+            _add(s[f"rel_{name}"], u[sel_mask], rel[sel_mask])
+        ub = u[bought_mask]
         _add(s["n_bought"], ub, 1)
-        _add(s["rel_bought"], ub, rel[bought])
-        _add(s["overcharge"], ub, (price - shadow)[bought])
-        _add(s["fraud_loss"], u[bought & fraud], price[bought & fraud])
-        _add(s["n_differs"], u[bought & plain & (np.abs(rel - 1.0) > self.price_tolerance)], 1)
+        _add(s["rel_bought"], ub, rel[bought_mask])
+        _add(s["overcharge"], ub, (price - shadow)[bought_mask])
+        _add(s["fraud_loss"], u[bought_mask & fraud_mask], price[bought_mask & fraud_mask])
+        _add(s["n_differs"], u[bought_mask & plain_mask & (np.abs(rel - 1.0) > self.price_tolerance)], 1)
 
-        big_l = np.minimum(stock[plain].astype(np.float64), 2.0 * lm) / lm
-        big_n = new[plain].astype(np.float64)
-        y = np.log(rel[plain])
+        big_l = np.minimum(stock[plain_mask].astype(np.float64), 2.0 * lm) / lm
+        big_n = new_mask[plain_mask].astype(np.float64)
+        y = np.log(rel[plain_mask])
         for name, v in (("loyalty", big_l), ("loyalty_sq", big_l * big_l), ("loyalty_new", big_l * big_n),
                         ("log_rel", y), ("loyalty_log_rel", big_l * y), ("new_log_rel", big_n * y)):  # fmt: skip
             _add(s[name], up, v)
 
-        segment = np.where(new, 0, np.where(loyal, 2, 1))
-        for rel_acc, n_acc, sel in ((self.segment_quoted_rel, self.segment_quoted_n, plain),
-                                    (self.segment_paid_rel, self.segment_paid_n, plain & bought)):  # fmt: skip
-            cell = device[sel] * 3 + segment[sel]
-            rel_acc += np.bincount(cell, weights=rel[sel], minlength=6).reshape(2, 3)
+        segment = np.where(new_mask, 0, np.where(loyal_mask, 2, 1))
+        tables = ((self.segment_quoted_rel, self.segment_quoted_n, plain_mask),
+                  (self.segment_paid_rel, self.segment_paid_n, plain_mask & bought_mask))  # fmt: skip
+        for rel_acc, n_acc, sel_mask in tables:
+            cell = device[sel_mask] * 3 + segment[sel_mask]
+            rel_acc += np.bincount(cell, weights=rel[sel_mask], minlength=6).reshape(2, 3)
             n_acc += np.bincount(cell, minlength=6).reshape(2, 3)
 
         day = np.asarray(q["tick"]).astype(np.int64) // self.ticks_per_day
         cell = cohort * self.n_days + day
         self.offers_by_day += np.bincount(cell, minlength=3 * self.n_days).reshape(3, self.n_days)
-        self.fraud_by_day += np.bincount(cell[fraud], minlength=3 * self.n_days).reshape(3, self.n_days)
+        self.fraud_by_day += np.bincount(cell[fraud_mask], minlength=3 * self.n_days).reshape(3, self.n_days)
 
-        minor_buy = bought & (cohort == 1)
-        if minor_buy.any():
+        minor_buy_mask = bought_mask & (cohort == 1)
+        if minor_buy_mask.any():
             self._minor_chunks.append(
-                (u[minor_buy], np.asarray(q["price"])[minor_buy].astype(np.float32),
-                 np.asarray(q["tick"])[minor_buy].astype(np.int32))
+                (u[minor_buy_mask], np.asarray(q["price"])[minor_buy_mask].astype(np.float32),
+                 np.asarray(q["tick"])[minor_buy_mask].astype(np.int32))
             )  # fmt: skip
 
     def finish(self) -> QuoteSummary:
