@@ -215,20 +215,20 @@ def run_audit(
     probe = scenario.population.n_users > 0
     defs = market_definitions(cat)  # the quote summaries are folded with the catalogue's definitions
     jobs = []
+
+    def job(role, sc, r, rec=recommender, pr=pricer, disp=dispatcher, probe=False):
+        # each job gets its own copies of the plugins: runs must not share (and so mutate) one instance
+        jobs.append(_Job(role, sc, r, copy.deepcopy(rec), copy.deepcopy(pr), copy.deepcopy(disp), probe, defs))
+
     for r in range(reps):
-
-        def job(role, sc, rec=recommender, pr=pricer, disp=dispatcher, probe=False, r=r):
-            # each job gets its own copies of the plugins: runs must not share (and so mutate) one instance
-            jobs.append(_Job(role, sc, r, copy.deepcopy(rec), copy.deepcopy(pr), copy.deepcopy(disp), probe, defs))
-
-        job("audited", scenario, probe=probe)
-        job("counterfactual", cf_scenario, rec=None, pr=None, disp=None)
+        job("audited", scenario, r, probe=probe)
+        job("counterfactual", cf_scenario, r, rec=None, pr=None, disp=None)
         if pricer_cf:
-            job("pricer", pricer_scenario, pr=None)
+            job("pricer", pricer_scenario, r, pr=None)
         if dispatcher_cf:
-            job("dispatcher", dispatcher_scenario, disp=None)
+            job("dispatcher", dispatcher_scenario, r, disp=None)
         if bots_cf:
-            job("bot_free", bot_free)
+            job("bot_free", bot_free, r)
     n_workers = min(len(jobs), os.cpu_count() or 1) if workers is None else max(1, workers)
     check_memory(scenario, runs=len(jobs), concurrent=n_workers)
     outputs = _run_all(jobs, workers=workers, progress=progress)

@@ -214,10 +214,9 @@ def minor_payments_over_cap(rec: RunRecord, catalogue: Catalogue) -> tuple[np.nd
 
 def check_definitions(catalogue: Catalogue, *records: RunRecord) -> None:
     """Raise ValueError if a record's quote summary was folded with other definitions than the catalogue's."""
-    want = {k: float(catalogue.definitions[k]) for k in ("loyal_min_purchases", "price_tolerance")}
+    want = market_definitions(catalogue)
     for rec in records:
-        qs = rec.market.summary
-        got = {"loyal_min_purchases": qs.loyal_min_purchases, "price_tolerance": qs.price_tolerance}
+        got = rec.market.summary.definitions
         if got != want:
             raise ValueError(
                 f"the run's quotes were summarised with {got}, the catalogue defines {want}; fix: simulate with "

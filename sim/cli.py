@@ -4,8 +4,8 @@ Commands
 --------
 run SCENARIO
     Simulate and write metrics.parquet, users.parquet, hourly.parquet (with feed users),
-    quotes.parquet (with a market and ``--quote-log`` or ``[market] quote_log = true``), deliveries.parquet and worker_days.parquet (with a
-    fleet), manifest.json.
+    quotes.parquet (with a market and ``--quote-log`` or ``[market] quote_log = true``),
+    deliveries.parquet and worker_days.parquet (with a fleet), manifest.json.
 audit SCENARIO
     Also run the counterfactual, and write findings.json, report.html and a draft
     Art. 24 self-assessment (self_assessment.md).
@@ -145,11 +145,10 @@ def _load(args):
         where = Path(args.decision_log) if args.decision_log else out / "decisions"
         sc = sc.with_values({"decision_log.enabled": True, "decision_log.path": str(where)}, source=args.scenario)
     if getattr(args, "quote_log", False):
-        if sc.market is None:
-            raise _BadInput(
-                f"--quote-log: {args.scenario} has no market (no [market] table), so no quotes to log; fix: drop --quote-log"
-            )
-        sc = sc.with_overrides(quote_log=True)
+        try:
+            sc = sc.with_overrides(quote_log=True)
+        except ValueError as exc:
+            raise _BadInput(f"--quote-log: {args.scenario}: {exc}; fix: drop --quote-log") from None
     return sc, out
 
 

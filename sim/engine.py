@@ -205,20 +205,10 @@ class FeedWorld:
         from sim.bots import attach_manipulation  # Art. 14: bot accounts and the hot list, when the scenario has them
 
         self.manipulation = attach_manipulation(self)  # the first observer: later ones see the fake views
-        self.market = (
-            Market(
-                sc,
-                replication,
-                self.key,
-                self.users,
-                self.centroids,
-                self.platform.user_hat,
-                pricer=pricer,
-                definitions=market_definitions,
-            )  # fmt: skip
-            if sc.market is not None
-            else None
-        )
+        self.market = None
+        if sc.market is not None:
+            self.market = Market(sc, replication, self.key, self.users, self.centroids, self.platform.user_hat,
+                                 pricer=pricer, definitions=market_definitions)  # fmt: skip
         self.fleet = Fleet(sc, replication, self.key, n, dispatcher=dispatcher) if sc.fleet is not None else None
         # Art. 28: the platform's decision log (sim/decision_log.py), when enabled; it closes after the last day
         self.decision_log = None

@@ -99,9 +99,10 @@ def _world_bytes(sc: Scenario) -> dict[str, float]:
         per_day = mk.store_visits_per_day + mk.offers_per_feed_minute * FEED_MINUTES_PER_DAY
         parts["market state"] = n * 16 * 4 + mk.n_products * (4 * d + 24)
         from sim.market.summary import QuoteSummary
+        from sim.market.world import holds_quotes
 
-        # the whole log with quote_log; else only the day the decision log has not yet written (sim.market.world)
-        held_days = t if mk.quote_log else (1 if sc.decision_log.enabled and "quote" in sc.decision_log.kinds else 0)
+        # the whole log with quote_log; else at most the day the decision log has not yet written
+        held_days = t if mk.quote_log else int(holds_quotes(sc))
         parts["quote log"] = n * held_days * per_day * QUOTE_BYTES
         parts["quote summary"] = n * QuoteSummary.bytes_per_user()
     if sc.fleet is not None:

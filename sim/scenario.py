@@ -889,7 +889,7 @@ class Scenario(_Settings):
         if quote_log is not None and self.market is not None:
             data["market"]["quote_log"] = bool(quote_log)
         elif quote_log:
-            raise ValueError("quote_log: the scenario has no market (no [market] table), so no quotes to log")
+            raise ValueError("the scenario has no market (no [market] table), so there are no quotes to log")
         if n_users is not None:
             data["population"]["n_users"] = n_users
         if days is not None:

@@ -146,6 +146,11 @@ class QuoteSummary:
         self._minor_chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.minor_payments = {}
 
+    @property
+    def definitions(self) -> dict:
+        """The auditor's definitions this summary was folded with (``QuoteSummary(**definitions)`` keywords)."""
+        return {"loyal_min_purchases": self.loyal_min_purchases, "price_tolerance": self.price_tolerance}
+
     @staticmethod
     def bytes_per_user() -> int:
         """Memory of the per-user sums (bytes per user)."""

@@ -39,7 +39,7 @@ from sim.registry import make_pricer
 from sim.rng import Purpose, hash4, spawn_generators
 from sim.scenario import PricerSettings, Scenario
 
-__all__ = ["PARAM_NAMES", "QUOTE_COLUMNS", "Market"]
+__all__ = ["PARAM_NAMES", "QUOTE_COLUMNS", "Market", "holds_quotes"]
 
 PARAM_NAMES = (
     "value_ratio",
@@ -61,6 +61,12 @@ QUOTE_COLUMNS = (
 
 _CONV_PRIOR_OFFERS = 5.0  # pseudo-offers behind the platform's conversion estimate
 _CONV_PRIOR_RATE = 0.5  # optimistic prior conversion: untried products get tried
+
+
+def holds_quotes(scenario: Scenario) -> bool:
+    """Whether a run keeps quote rows at all: the whole log, or a day of them for a decision log that logs quotes."""
+    dl = scenario.decision_log
+    return scenario.market.quote_log or bool(dl.enabled and "quote" in dl.kinds)
 
 
 class Market:
@@ -118,8 +124,7 @@ class Market:
                           outside_spend=0.0)  # fmt: skip
         self.summary = QuoteSummary(n, sc.clock.days, sc.ticks_per_day, **(definitions or {}))
         self.keep_log = mk.quote_log
-        dl = sc.decision_log
-        self._hold = self.keep_log or bool(dl.enabled and "quote" in dl.kinds)
+        self._hold = holds_quotes(sc)
         # held quotes: one growing array per column (capacity doubles; the first _log_n rows are in use), so
         # the log is contiguous from the start and never joined (per-tick chunks would be copied at the end)
         self._log: dict[str, np.ndarray] = {}
