@@ -25,6 +25,7 @@ from sim import FeedWorld, scenario_from_dict, simulate
 from sim.engine import BLOCK_SIZE, MAX_SUBSTEPS, _coprime_strides
 from sim.kernels import feed, reference, scoring
 from sim.kernels import layout as L
+from sim.kernels.expo import EXP_MIN, exp_nonpos, exp_nonpos_np
 from sim.kernels.feed import item_signatures
 from sim.rng import Purpose, hash4, root_key, uniform, uniform_np
 from sim.state import ACTIVITY_PROFILES, N_MINHASH
@@ -353,6 +354,34 @@ def test_view_step_matches_twin(world, tick, night):
 
 
 # -- logit choice and continuation against their closed forms ------------------------------
+
+
+@nb.njit(cache=True)
+def _exp_nonpos_many(x, out):
+    for k in range(x.shape[0]):
+        out[k] = exp_nonpos(x[k])
+
+
+def test_exp_nonpos_matches_twin_bit_for_bit_and_math_exp_within_one_ulp():
+    rng = np.random.default_rng(20261201)
+    x = np.concatenate(
+        [
+            -700.0 * rng.random(500_000),
+            -5.0 * rng.random(500_000),
+            [0.0, -0.0, EXP_MIN, -1e-300, -700.5, -1e300, -np.inf],
+        ]
+    )
+    out = np.empty_like(x)
+    _exp_nonpos_many(x, out)  # the kernel's loop (vectorised)
+    assert np.array_equal(out.view(np.int64), exp_nonpos_np(x).view(np.int64))
+    scalar = exp_nonpos_np(-1.25)  # a scalar in, a Python float out (the twin's choice uses it so)
+    assert isinstance(scalar, float) and scalar == exp_nonpos_np(np.array([-1.25]))[0]
+    normal = x >= EXP_MIN
+    ref = np.array([math.exp(v) for v in x[normal]])
+    ulp = np.abs(out[normal].view(np.int64) - ref.view(np.int64))
+    assert ulp.max() <= 1
+    assert (out[~normal] == 0.0).all()
+    assert out[x == 0.0].tolist() == [1.0, 1.0]
 
 
 def test_choice_and_continuation_match_closed_form():

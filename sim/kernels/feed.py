@@ -29,6 +29,7 @@ import numba as nb
 import numpy as np
 
 from sim.kernels import layout as L
+from sim.kernels.expo import exp_nonpos
 from sim.kernels.lanes import LANES, NET_MAX_SLATE, lane_dots, load_lanes, select_slate, top_values8
 from sim.kernels.prefetch import prefetch_row
 from sim.rng import _GOLDEN, Purpose, _mix, hash4, uniform
@@ -320,13 +321,26 @@ def _impressions(r, u, cand_row, top_j, n_top, emb, category, harmful_mask, slat
 
 @nb.njit(inline="always", cache=True)
 def _slate_match(u, slate_i, n_top, emb, true_interest, match32):
-    """``match32[k] = true_interest[u] . emb[slate_i[k]]`` in lockstep over the slate (each summed over d in order)."""
-    for k in range(n_top):
-        match32[k] = 0.0
-    for d in range(emb.shape[1]):
-        td = true_interest[u, d]
-        for k in range(n_top):
-            match32[k] += td * emb[slate_i[k], d]
+    """``match32[k] = true_interest[u] . emb[slate_i[k]]``, each a float32 running sum over d in order (:func:`dot16`).
+
+    Four items share one pass over d, so four independent sums are in flight
+    (one sum alone waits on the latency of each addition).
+    """
+    dim = emb.shape[1]
+    k = 0
+    while k + 4 <= n_top:
+        i0, i1, i2, i3 = slate_i[k], slate_i[k + 1], slate_i[k + 2], slate_i[k + 3]
+        s0 = s1 = s2 = s3 = np.float32(0.0)
+        for d in range(dim):
+            a = true_interest[u, d]
+            s0 += a * emb[i0, d]
+            s1 += a * emb[i1, d]
+            s2 += a * emb[i2, d]
+            s3 += a * emb[i3, d]
+        match32[k], match32[k + 1], match32[k + 2], match32[k + 3] = s0, s1, s2, s3
+        k += 4
+    for j in range(k, n_top):
+        match32[j] = dot16(true_interest, u, emb, slate_i[j], dim)
 
 
 @nb.njit(inline="always", cache=True)
@@ -342,10 +356,11 @@ def _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true
         ) / temp
         if util[k] > umax:
             umax = util[k]
-    w_leave = math.exp(u_leave - umax)
+    w_leave = exp_nonpos(u_leave - umax)
+    for k in range(n_top):  # in vector lanes (sim.kernels.expo)
+        util[k] = exp_nonpos(util[k] - umax)
     total = w_leave
     for k in range(n_top):
-        util[k] = math.exp(util[k] - umax)
         total += util[k]
     x = uniform(key, step, u, _P_CHOICE) * total
     pick = -1
@@ -395,11 +410,13 @@ def _watch(
     # learning: the platform's profile, and the user's interest drift
     a = beh[L.HAT_RATE] * share
     g = beh[L.DRIFT] * share
+    for d in range(dim):  # three loops: the first two run in vector lanes, the last is a sum in order
+        user_hat[u, d] = np.float32((1.0 - a) * user_hat[u, d] + a * emb[i, d])
+    for d in range(dim):
+        true_interest[u, d] = np.float32(true_interest[u, d] + g * (emb[i, d] - true_interest[u, d]))
     norm = 0.0
     for d in range(dim):
-        user_hat[u, d] = np.float32((1.0 - a) * user_hat[u, d] + a * emb[i, d])
-        t = np.float32(true_interest[u, d] + g * (emb[i, d] - true_interest[u, d]))
-        true_interest[u, d] = t
+        t = true_interest[u, d]
         norm += t * t
     if g > 0.0 and norm > 0.0:
         inv = 1.0 / math.sqrt(norm)

@@ -39,6 +39,7 @@ import math
 import numpy as np
 
 from sim.kernels import layout as L
+from sim.kernels.expo import exp_nonpos_np
 from sim.rng import _GOLDEN, Purpose, hash4_np, uniform_np
 from sim.rng import _mix_np as _mix
 
@@ -226,8 +227,8 @@ def view_step(
 
         # 3. logit choice: inverse CDF over (leave, slate items in slate order)
         umax = max(u_leave, float(util.max()))
-        w_leave = math.exp(u_leave - umax)
-        w = [math.exp(float(x) - umax) for x in util]
+        w_leave = exp_nonpos_np(u_leave - umax)
+        w = [float(x) for x in exp_nonpos_np(util - umax)]
         total = w_leave
         for x in w:
             total += x
