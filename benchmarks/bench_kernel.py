@@ -73,20 +73,23 @@ REALISTIC_ACTIVE_SHARE = 0.06  # users viewing in a sub-step of the baseline sce
 # 33.5 M views in 2,785 sub-steps)
 
 
-def bench_numba(n_users: int, n_items: int, dim: int, n_cand: int, slate: int, substeps: int):
+def bench_numba(n_users: int, n_items: int, dim: int, n_cand: int, slate: int, substeps: int, pipeline: bool = True):
     """Time the kernels; return (fused, three-kernel, fused at realistic activity) agent-steps/s and the watched share.
 
     The rates are those of the fastest sub-step. At realistic activity a random
     ``REALISTIC_ACTIVE_SHARE`` of the users views (a new draw each sub-step), so
     their rows are scattered in memory and a retrieval block has ~8 of them.
+    ``pipeline=False`` skips the three-kernel path (its rate is then None): its
+    (n_users, n_candidates) candidate and score arrays are 8 GB at 10^7 users.
     """
     sc = _scenario(n_users, n_items, dim, n_cand, slate)
     w = FeedWorld(sc)
     u, it, pf = w.users, w.items, w.platform
     n = u.n_users
     active = np.arange(n, dtype=np.int64)
-    cand = np.empty((n, n_cand), dtype=np.int32)
-    scores = np.empty((n, n_cand), dtype=np.float32)
+    n_wide = n if pipeline else 0
+    cand = np.empty((n_wide, n_cand), dtype=np.int32)
+    scores = np.empty((n_wide, n_cand), dtype=np.float32)
     allowance = np.full(n, np.inf, dtype=np.float32)
     prompt_after = np.full(n, np.inf, dtype=np.float32)
     out_item = np.empty(n, dtype=np.int32)
@@ -120,7 +123,7 @@ def bench_numba(n_users: int, n_items: int, dim: int, n_cand: int, slate: int, s
     def fused_sparse(step: int) -> float:
         return fused(step, np.sort(pick.choice(n, n_sparse, replace=False)).astype(np.int64))
 
-    def pipeline(step: int) -> float:
+    def three_kernels(step: int) -> float:
         u.in_session_mask[:] = True
         u.time_left[:] = np.float32(1e9)
         t0 = time.perf_counter()
@@ -131,7 +134,10 @@ def bench_numba(n_users: int, n_items: int, dim: int, n_cand: int, slate: int, s
 
     rates = []
     watched = 0
-    for kernel in (fused, pipeline, fused_sparse):
+    for kernel in (fused, three_kernels if pipeline else None, fused_sparse):
+        if kernel is None:
+            rates.append(None)
+            continue
         for s in range(3):  # JIT (or cache load) and a first pass over the memory
             kernel(s)
         times = []
