@@ -10,7 +10,7 @@ in the same run. Timing rules are those of ``bench_kernel.py`` (fastest sub-step
 
 Usage::
 
-    python benchmarks/bench_sizes.py                    # 10^4 .. 10^7 users (~10 minutes, ~6 GB at 10^7)
+    python benchmarks/bench_sizes.py                    # 10^4 .. 10^7 users (~2 minutes; 5.5 GB peak at 10^7)
     python benchmarks/bench_sizes.py --max-users 1000000
     python benchmarks/bench_sizes.py --json benchmarks/results/sizes.json
 

@@ -13,8 +13,10 @@ import contextlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numba as nb
 import numpy as np
@@ -356,7 +358,7 @@ def test_view_step_matches_twin(world, tick, night):
 # -- logit choice and continuation against their closed forms ------------------------------
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # not cached: the test reads its assembly
 def _exp_nonpos_many(x, out):
     for k in range(x.shape[0]):
         out[k] = exp_nonpos(x[k])
@@ -382,6 +384,10 @@ def test_exp_nonpos_matches_twin_bit_for_bit_and_math_exp_within_one_ulp():
     assert ulp.max() <= 1
     assert (out[~normal] == 0.0).all()
     assert out[x == 0.0].tolist() == [1.0, 1.0]
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and " avx2" in cpuinfo.read_text():  # the point of it: a loop of them in vector lanes
+        asm = _exp_nonpos_many.inspect_asm(_exp_nonpos_many.signatures[0])
+        assert re.search(r"vroundpd\s+\$\d+,\s*%ymm", asm), "exp_nonpos no longer vectorises"
 
 
 def test_choice_and_continuation_match_closed_form():
