@@ -40,9 +40,12 @@ The last line printed is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 
 import numba as nb
@@ -54,6 +57,22 @@ from sim.kernels.lanes import LANES, lane_dots
 from sim.kernels.scoring import dot_scores
 from sim.mesa_reference import ReferenceFeedModel
 from sim.scenario import scenario_from_dict
+
+
+def provenance() -> dict:
+    """The command, commit and time of this measurement, for the result files in ``benchmarks/results/``."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {
+        "command": "python " + " ".join(sys.argv),
+        "commit": commit,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def _scenario(n_users: int, n_items: int, dim: int, n_cand: int, slate: int):
@@ -266,6 +285,7 @@ def main(argv=None) -> dict:
         "quick": quick,
         "python": platform.python_version(),
         "numba": nb.__version__,
+        **provenance(),
     }
     if not quick:
         e2e = bench_engine(100_000, n_items, dim, n_cand, slate)

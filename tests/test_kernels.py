@@ -366,26 +366,24 @@ def _exp_nonpos_many(x, out):
 
 def test_exp_nonpos_matches_twin_bit_for_bit_and_math_exp_within_one_ulp():
     rng = np.random.default_rng(20261201)
-    x = np.concatenate(
-        [
-            -700.0 * rng.random(500_000),
-            -5.0 * rng.random(500_000),
-            [0.0, -0.0, EXP_MIN, -1e-300, -700.5, -1e300, -np.inf],
-        ]
-    )
+    edges = [0.0, -0.0, EXP_MIN, np.nextafter(EXP_MIN, -np.inf), -1e-300, -700.5, -1e300, -np.inf, np.nan]
+    x = np.concatenate([-700.0 * rng.random(500_000), -5.0 * rng.random(500_000), edges])
     out = np.empty_like(x)
     _exp_nonpos_many(x, out)  # the kernel's loop (vectorised)
     assert np.array_equal(out.view(np.int64), exp_nonpos_np(x).view(np.int64))
     scalar = exp_nonpos_np(-1.25)  # a scalar in, a Python float out (the twin's choice uses it so)
-    assert isinstance(scalar, float) and scalar == exp_nonpos_np(np.array([-1.25]))[0]
+    assert type(scalar) is float and scalar == exp_nonpos_np(np.array([-1.25]))[0]
     normal = x >= EXP_MIN
     ref = np.array([math.exp(v) for v in x[normal]])
     ulp = np.abs(out[normal].view(np.int64) - ref.view(np.int64))
     assert ulp.max() <= 1
-    assert (out[~normal] == 0.0).all()
+    assert (ulp == 0).mean() > 0.85
+    assert (out[x < EXP_MIN] == 0.0).all()
+    assert np.isnan(out[-1])  # NaN stays NaN, as with math.exp
     assert out[x == 0.0].tolist() == [1.0, 1.0]
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists() and " avx2" in cpuinfo.read_text():  # the point of it: a loop of them in vector lanes
+    host = nb.config.CPU_NAME in (None, "host")  # numba compiles for this machine, not a generic target
+    if host and cpuinfo.exists() and " avx2" in cpuinfo.read_text():  # the point of it: a loop in vector lanes
         asm = _exp_nonpos_many.inspect_asm(_exp_nonpos_many.signatures[0])
         assert re.search(r"vroundpd\s+\$\d+,\s*%ymm", asm), "exp_nonpos no longer vectorises"
 

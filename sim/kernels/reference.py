@@ -19,7 +19,7 @@ Public objects
 hash4_np
     Vectorised twin of :func:`sim.rng.hash4` (64 random bits).
 dot16_np
-    Twin of :func:`sim.kernels.feed.dot16` (float32 dot products, four partial sums).
+    Twin of :func:`sim.kernels.feed.dot16` (float32 dot products, one running sum in coordinate order).
 minhash_item_np
     Twin of :func:`sim.kernels.feed.minhash_item`.
 open_step
