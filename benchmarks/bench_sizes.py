@@ -11,7 +11,7 @@ Timing rules are those of ``bench_kernel.py`` (fastest sub-step; Mesa best of 5)
 
 Usage::
 
-    python benchmarks/bench_sizes.py                    # 10^4 .. 10^7 users (~2 minutes; 5.5 GB peak at 10^7)
+    python benchmarks/bench_sizes.py                    # 10^4 .. 10^7 users (~2 minutes; 5.6 GiB peak at 10^7)
     python benchmarks/bench_sizes.py --max-users 1000000
     python benchmarks/bench_sizes.py --json benchmarks/results/sizes.json
 
