@@ -52,6 +52,7 @@ from sim.state import (
     PlatformState,
     category_centroids,
     category_count_dtype,
+    full_aligned,
     make_items,
     make_users,
     n_creators,
@@ -161,14 +162,14 @@ class FeedWorld:
         self.strides = _coprime_strides(sc.catalogue.n_items, gens["retrieval"])
         n, m, dim = self.users.n_users, self.items.n_items, sc.population.interest_dim
         self.platform = PlatformState(
-            user_hat=np.zeros((n, dim), dtype=np.float32),
+            user_hat=full_aligned((n, dim), 0.0, np.float32),
             item_views_hat=np.zeros(m, dtype=np.float32),
             item_minutes_hat=np.zeros(m, dtype=np.float32),
             item_impressions_hat=np.zeros(m, dtype=np.float32),
         )
         self.cat_counts = np.zeros((n, sc.catalogue.n_categories), dtype=category_count_dtype(sc))
-        self.imp_emb_sum = np.zeros((n, dim), dtype=np.float32)
-        self.minhash = np.full((n, N_MINHASH), np.iinfo(np.uint32).max, dtype=np.uint32)
+        self.imp_emb_sum = full_aligned((n, dim), 0.0, np.float32)  # rows on cache lines: sim.state.empty_aligned
+        self.minhash = full_aligned((n, N_MINHASH), np.iinfo(np.uint32).max, np.uint32)
         self.alerted_mask = np.zeros(n, dtype=np.bool_)
         self.beh = L.pack_behaviour(sc)
         self.habit_decay = L.habit_decay_per_tick(sc)

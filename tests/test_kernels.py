@@ -645,3 +645,23 @@ def test_category_count_dtype_widens_for_heavy_slates():
     assert category_count_dtype(scenario_from_dict({})) == np.uint16
     heavy = scenario_from_dict({"recommender": {"slate_size": 50}, "catalogue": {"mean_item_minutes": 0.5}})
     assert category_count_dtype(heavy) == np.uint32
+
+
+def test_the_kernels_rows_start_on_cache_lines(world):
+    """A 64-byte row on a cache line is one miss, not two (sim.state.empty_aligned); replaced items stay aligned."""
+    from sim.state import CACHE_LINE_BYTES, empty_aligned, replace_items
+
+    replace_items(world.items, world.scenario, world.centroids, np.random.default_rng(5), tick=3)
+
+    rows = {
+        "user_hat": world.platform.user_hat, "true_interest": world.users.true_interest,
+        "imp_emb_sum": world.imp_emb_sum, "minhash": world.minhash, "item embedding": world.items.embedding,
+        "item minhash": world.items.minhash,
+    }  # fmt: skip
+    for name, a in rows.items():
+        assert a.ctypes.data % CACHE_LINE_BYTES == 0, name
+        assert a.flags.c_contiguous and a.flags.writeable, name
+    for shape in [(0, 16), (7,), (3, 5, 2)]:
+        a = empty_aligned(shape, np.float64)
+        assert a.shape == shape and a.dtype == np.float64
+        assert a.size == 0 or a.ctypes.data % CACHE_LINE_BYTES == 0  # an empty array has no data to place

@@ -56,7 +56,12 @@ def prefetch_row(typingctx, arr, idx):
         fnty = ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, _I32, _I32, _I32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, _PREFETCH)
         rw, locality, cache = ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)
-        builder.call(fn, [builder.bitcast(ptr, cgutils.voidptr_t), rw, locality, cache])
+        first = builder.bitcast(ptr, cgutils.voidptr_t)
+        builder.call(fn, [first, rw, locality, cache])
+        if aryty.ndim == 2:  # the row's last byte: a row of up to 64 bytes may straddle two cache lines
+            row_bytes = builder.mul(shapes[1], strides[1])
+            last = builder.gep(first, [builder.sub(row_bytes, context.get_constant(types.intp, 1))])
+            builder.call(fn, [last, rw, locality, cache])
         return context.get_dummy_value()
 
     return sig, codegen
