@@ -193,28 +193,36 @@ class PlatformState:
     stats_half_life_days: float = 2.0
 
 
-CACHE_LINE_BYTES = 64  # the L1 line of x86-64 and ARM64 cores
+CACHE_LINE_BYTES = 64  # the L1 line of x86-64 and most ARM64 cores (Apple's M-series use 128)
 
 
-def empty_aligned(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """``np.empty(shape, dtype)`` whose data starts on a cache line (C order).
+def empty_aligned(shape: tuple[int, ...], dtype, zero: bool = False) -> np.ndarray:
+    """``np.empty(shape, dtype)`` (or ``np.zeros`` with ``zero``) whose data starts on a cache line (C order).
 
-    NumPy's large arrays start 16 bytes into a cache line, so every 64-byte row
+    An array big enough for glibc to map it on its own starts 16 bytes into a
+    cache line (smaller ones start at any 16-byte offset), so every 64-byte row
     of an (n, 16) float32 array (a profile, an interest, a sketch) straddles two
     lines: two misses instead of one when the view kernels read a scattered
     user's row. Aligned, such a row is one line; at realistic activity (6% of
     users viewing) that made the fused view kernel ~9% faster
-    (``benchmarks/README.md``, stop 14). Values are unaffected.
+    (``benchmarks/README.md``, stop 14). Values are unaffected. With ``zero``
+    the buffer comes from ``np.zeros``, so untouched pages stay unallocated, as
+    with ``np.zeros`` itself.
     """
+    shape = tuple(int(n) for n in np.atleast_1d(shape)) if np.ndim(shape) else (int(shape),)
+    if any(n < 0 for n in shape):
+        raise ValueError(f"negative dimensions are not allowed: {shape}")
     dtype = np.dtype(dtype)
     n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    buf = np.empty(n_bytes + CACHE_LINE_BYTES, dtype=np.uint8)
+    buf = (np.zeros if zero else np.empty)(n_bytes + CACHE_LINE_BYTES, dtype=np.uint8)
     start = (-buf.ctypes.data) % CACHE_LINE_BYTES
     return buf[start : start + n_bytes].view(dtype).reshape(shape)
 
 
 def full_aligned(shape: tuple[int, ...], fill_value, dtype) -> np.ndarray:
-    """``np.full(shape, fill_value, dtype)`` starting on a cache line (:func:`empty_aligned`)."""
+    """``np.full(shape, fill_value, dtype)`` starting on a cache line (:func:`empty_aligned`; zeros stay lazy)."""
+    if fill_value == 0:
+        return empty_aligned(shape, dtype, zero=True)
     out = empty_aligned(shape, dtype)
     out.fill(fill_value)
     return out

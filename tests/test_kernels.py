@@ -647,21 +647,26 @@ def test_category_count_dtype_widens_for_heavy_slates():
     assert category_count_dtype(heavy) == np.uint32
 
 
-def test_the_kernels_rows_start_on_cache_lines(world):
+def test_the_kernels_rows_start_on_cache_lines():
     """A 64-byte row on a cache line is one miss, not two (sim.state.empty_aligned); replaced items stay aligned."""
-    from sim.state import CACHE_LINE_BYTES, empty_aligned, replace_items
+    from sim.state import CACHE_LINE_BYTES, empty_aligned, full_aligned, replace_items
 
-    replace_items(world.items, world.scenario, world.centroids, np.random.default_rng(5), tick=3)
-
+    w = FeedWorld(scenario_from_dict({"seed": 3, "population": {"n_users": 500}, "catalogue": {"n_items": 300}}))
+    replace_items(w.items, w.scenario, w.centroids, np.random.default_rng(5), tick=3)
     rows = {
-        "user_hat": world.platform.user_hat, "true_interest": world.users.true_interest,
-        "imp_emb_sum": world.imp_emb_sum, "minhash": world.minhash, "item embedding": world.items.embedding,
-        "item minhash": world.items.minhash,
+        "user_hat": w.platform.user_hat, "true_interest": w.users.true_interest, "imp_emb_sum": w.imp_emb_sum,
+        "minhash": w.minhash, "item embedding": w.items.embedding, "item minhash": w.items.minhash,
     }  # fmt: skip
     for name, a in rows.items():
         assert a.ctypes.data % CACHE_LINE_BYTES == 0, name
         assert a.flags.c_contiguous and a.flags.writeable, name
-    for shape in [(0, 16), (7,), (3, 5, 2)]:
+        # deterministic, unlike the address alone (a small np.zeros is on a line one time in four):
+        base = a.base
+        assert base is not None and base.dtype == np.uint8 and base.nbytes == a.nbytes + CACHE_LINE_BYTES, name
+    for shape in [(0, 16), (7,), (3, 5, 2), 4]:
         a = empty_aligned(shape, np.float64)
-        assert a.shape == shape and a.dtype == np.float64
+        assert a.shape == (shape if isinstance(shape, tuple) else (shape,)) and a.dtype == np.float64
         assert a.size == 0 or a.ctypes.data % CACHE_LINE_BYTES == 0  # an empty array has no data to place
+    assert (full_aligned((5, 3), 0, np.float32) == 0).all() and (full_aligned((2, 2), 7, np.uint32) == 7).all()
+    with pytest.raises(ValueError, match="negative"):
+        empty_aligned((-1, 16), np.float32)

@@ -237,6 +237,9 @@ def _prefetch_users(
 ):  # fmt: skip
     """Prefetch the rows of users ``active_idx[lo:hi]`` that a view reads and writes (:mod:`sim.kernels.prefetch`).
 
+    Each row whole: its first and its last cache line (the arrays start on a line, ``sim.state.empty_aligned``,
+    but rows of 40-44 bytes still straddle two).
+
     Skipped when those users are (nearly) consecutive: the hardware prefetcher follows such streams.
     """
     hi = min(hi, active_idx.shape[0])

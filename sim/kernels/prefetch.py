@@ -12,7 +12,8 @@ effect on results (it only warms the cache).
 Public objects
 --------------
 prefetch_row
-    ``prefetch_row(arr, i)``: prefetch ``arr[i]`` (the row's first cache line) for reading.
+    ``prefetch_row(arr, i)``: prefetch ``arr[i]`` for reading (the row's first cache line and, for a 2-D C-ordered
+    array, the line of its last byte: a row of 40-64 bytes often straddles two lines).
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ _PREFETCH = "llvm.prefetch.p0" if llvm.llvm_version_info[0] >= 17 else "llvm.pre
 
 @intrinsic
 def prefetch_row(typingctx, arr, idx):
-    """Prefetch the first cache line of ``arr[idx]`` (any ndim, ``idx`` non-negative) into all cache levels.
+    """Prefetch ``arr[idx]`` (any ndim, ``idx`` non-negative) into all cache levels.
+
+    The row's first cache line, and for a 2-D C-ordered array also the line
+    of the row's last byte (rows longer than two lines keep their middle
+    lines unprefetched: the kernels' rows are at most 64 bytes).
 
     Emits LLVM's ``llvm.prefetch`` (read, locality 3, data cache): on x86 a
     ``prefetcht0``. It never faults, so an index past the array is harmless,
@@ -58,10 +63,11 @@ def prefetch_row(typingctx, arr, idx):
         rw, locality, cache = ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)
         first = builder.bitcast(ptr, cgutils.voidptr_t)
         builder.call(fn, [first, rw, locality, cache])
-        if aryty.ndim == 2:  # the row's last byte: a row of up to 64 bytes may straddle two cache lines
-            row_bytes = builder.mul(shapes[1], strides[1])
-            last = builder.gep(first, [builder.sub(row_bytes, context.get_constant(types.intp, 1))])
-            builder.call(fn, [last, rw, locality, cache])
+        if aryty.ndim == 2 and aryty.layout == "C":  # the row's last byte: a short row may straddle two lines
+            one = context.get_constant(types.intp, 1)
+            n_cols = builder.select(builder.icmp_signed(">", shapes[1], zero), shapes[1], one)  # an empty row: byte 0
+            last_byte = builder.sub(builder.mul(n_cols, strides[1]), one)  # C layout: strides[1] is the item size
+            builder.call(fn, [builder.gep(first, [last_byte]), rw, locality, cache])
         return context.get_dummy_value()
 
     return sig, codegen
