@@ -75,6 +75,14 @@ def provenance() -> dict:
     }
 
 
+def write_json(path: str, result: dict) -> None:
+    """Write ``result`` to ``path`` atomically: a half-written result never replaces a good one."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(result, fh, indent=1)
+    os.replace(tmp, path)
+
+
 def _scenario(n_users: int, n_items: int, dim: int, n_cand: int, slate: int):
     return scenario_from_dict(
         {
@@ -292,11 +300,8 @@ def main(argv=None) -> dict:
         print(f"engine (1 day, 100k users, end to end): {e2e:,.0f} agent-steps/s")
         result["engine_end_to_end_agent_steps_per_s"] = round(e2e)
     print(json.dumps(result))
-    if args.json:  # atomically: a half-written result never replaces a good one
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=1)
-        os.replace(tmp, args.json)
+    if args.json:
+        write_json(args.json, result)
     return result
 
 

@@ -27,7 +27,7 @@ import platform
 import time
 
 import numba as nb
-from bench_kernel import bench_mesa, bench_numba, provenance
+from bench_kernel import bench_mesa, bench_numba, provenance, write_json
 
 DIM, N_CAND, SLATE = 16, 100, 10
 CATALOGUES = (10_000, 100_000)
@@ -85,11 +85,8 @@ def main(argv=None) -> dict:
         **provenance(),
     }
     print(json.dumps(result))
-    if args.json:  # atomically: a half-written result never replaces a good one
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=1)
-        os.replace(tmp, args.json)
+    if args.json:
+        write_json(args.json, result)
     return result
 
 
