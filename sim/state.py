@@ -209,7 +209,7 @@ def empty_aligned(shape: tuple[int, ...], dtype, zero: bool = False) -> np.ndarr
     the buffer comes from ``np.zeros``, so untouched pages stay unallocated, as
     with ``np.zeros`` itself.
     """
-    shape = tuple(int(n) for n in np.atleast_1d(shape)) if np.ndim(shape) else (int(shape),)
+    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(n) for n in shape)
     if any(n < 0 for n in shape):
         raise ValueError(f"negative dimensions are not allowed: {shape}")
     dtype = np.dtype(dtype)

@@ -44,8 +44,7 @@ EXP_MIN = -700.0  # below: 0.0 (exp(-700) ~ 1e-304; 2**t stays a normal double d
 _LOG2E = 1.44269504088896338700e00  # fdlibm e_exp.c, invln2
 _LN2_HI = 6.93147180369123816490e-01  # fdlibm e_exp.c, ln2HI[0]: 32 significant bits
 _LN2_LO = 1.90821492927058770002e-10  # fdlibm e_exp.c, ln2LO[0]
-_C = tuple(1.0 / math.factorial(j) for j in range(14))  # Taylor coefficients 1/j!, j = 0..13
-_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _C
+_HORNER = tuple(1.0 / math.factorial(j) for j in range(13, -1, -1))  # Taylor coefficients 1/j!, j = 13 .. 0
 _SHIFTER = 6755399441055744.0  # 1.5 * 2^52: integers below 2^51 added to it sit in the low mantissa bits
 _BIAS = 1023.0
 _EXP_SHIFT = np.uint64(52)
@@ -69,20 +68,9 @@ def exp_nonpos(x):
     xc = x if x >= EXP_MIN else EXP_MIN  # NaN fails the test too: no NaN reaches the bit operations
     t = np.floor(xc * _LOG2E + 0.5)
     r = (xc - t * _LN2_HI) - t * _LN2_LO
-    p = _C13
-    p = p * r + _C12
-    p = p * r + _C11
-    p = p * r + _C10
-    p = p * r + _C9
-    p = p * r + _C8
-    p = p * r + _C7
-    p = p * r + _C6
-    p = p * r + _C5
-    p = p * r + _C4
-    p = p * r + _C3
-    p = p * r + _C2
-    p = p * r + _C1
-    p = p * r + _C0
+    p = _HORNER[0]
+    for c in _HORNER[1:]:  # Horner, highest power first (a constant tuple: LLVM unrolls it)
+        p = p * r + c
     bits = np.float64((t + _BIAS) + _SHIFTER).view(np.uint64) << _EXP_SHIFT  # the shifter's own bits shift out
     scale = np.uint64(bits).view(np.float64)
     if x >= EXP_MIN:
@@ -108,8 +96,8 @@ def exp_nonpos_np(x):
     xc = np.where(ok, x, EXP_MIN)
     t = np.floor(xc * _LOG2E + 0.5)
     r = (xc - t * _LN2_HI) - t * _LN2_LO
-    p = np.full_like(r, _C13)
-    for c in (_C12, _C11, _C10, _C9, _C8, _C7, _C6, _C5, _C4, _C3, _C2, _C1, _C0):
+    p = np.full_like(r, _HORNER[0])
+    for c in _HORNER[1:]:
         p = p * r + c
     scale = (((t + _BIAS) + _SHIFTER).view(np.uint64) << _EXP_SHIFT).view(np.float64)
     out = np.where(ok, p * scale, np.where(x < EXP_MIN, 0.0, x))
