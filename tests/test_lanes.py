@@ -1,4 +1,4 @@
-"""The eight-lane slate selection against a plain top-k, and the SLP compilation switch."""
+"""The eight-lane slate selection against a plain top-k, its vector compares, and the SLP compilation switch."""
 
 import re
 from pathlib import Path
@@ -8,12 +8,22 @@ import numpy as np
 import pytest
 from numba.core import config as nb_config
 
-from sim.kernels.lanes import LANES, NET_MAX_SLATE, load_lanes, njit_slp, select_slate, top_values8
+from sim.kernels.lanes import (
+    LANES,
+    NET_MAX_SLATE,
+    load_lanes,
+    njit_slp,
+    select_slate,
+    select_slates8,
+    slate_scratch,
+    top_values8,
+)
+from sim.kernels.simd import count_gt_eq16, ge_mask8, transpose8x8
 
 
 @nb.njit(cache=False)
-def _slates(scores, k):
-    """The lane kernels' slates for every row of ``scores`` (n_rows, n_cand); -1 padded."""
+def _slates_per_lane(scores, k):
+    """:func:`select_slate`'s slates for every row of ``scores`` (n_rows, n_cand); -1 padded."""
     n, c = scores.shape
     out = np.full((n, k), -1, dtype=np.int64)
     buf = np.empty((c, LANES), dtype=np.float32)
@@ -31,6 +41,26 @@ def _slates(scores, k):
             n_top = select_slate(buf, lane, tops, k, gt_j, gt_s, top_s, top_j)
             for q in range(n_top):
                 out[r0 + lane, q] = top_j[q]
+    return out
+
+
+@nb.njit(cache=False)
+def _slates_by_group(scores, k):
+    """:func:`select_slates8`'s slates (the kernels' path) for every row of ``scores``; -1 padded."""
+    n, c = scores.shape
+    out = np.full((n, k), -1, dtype=np.int64)
+    buf = np.empty((c, LANES), dtype=np.float32)
+    tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
+    scratch = slate_scratch(c, k)
+    top_j8 = np.empty((LANES, k), dtype=np.int64)
+    n_top8 = np.empty(LANES, dtype=np.int64)
+    for r0 in range(0, n, LANES):
+        n_lanes = min(LANES, n - r0)
+        load_lanes(scores, r0, n_lanes, buf)
+        select_slates8(buf, n_lanes, k, tops, scratch, top_j8, n_top8)
+        for lane in range(n_lanes):
+            for q in range(n_top8[lane]):
+                out[r0 + lane, q] = top_j8[lane, q]
     return out
 
 
@@ -59,11 +89,55 @@ def _hard_scores(rng, n_rows: int, n_cand: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("k", [1, 3, 9, 10, 12])
-@pytest.mark.parametrize("n_cand", [5, 100])
-def test_select_slate_equals_plain_top_k(k, n_cand):
+@pytest.mark.parametrize("n_cand", [5, 63, 64, 65, 100, 300])
+@pytest.mark.parametrize("slates", [_slates_per_lane, _slates_by_group], ids=["per_lane", "by_group"])
+def test_select_slate_equals_plain_top_k(k, n_cand, slates):
     rng = np.random.default_rng(1000 * k + n_cand)
     scores = _hard_scores(rng, 8 * 40 + 3, n_cand)  # the last group has 3 lanes
-    np.testing.assert_array_equal(_slates(scores, k), _plain_top(scores, k))
+    np.testing.assert_array_equal(slates(scores, k), _plain_top(scores, k))
+
+
+def test_group_selection_on_distinct_scores():
+    """Distinct scores (no ties, all eligible: the vector path throughout) give the plain top-k."""
+    rng = np.random.default_rng(5)
+    scores = rng.permutation(8 * 100 * 50).reshape(8 * 50, 100).astype(np.float32)  # distinct
+    np.testing.assert_array_equal(_slates_by_group(scores, 10), _plain_top(scores, 10))
+
+
+@nb.njit(cache=False)
+def _masks(arr, thr, tl, values):
+    m = np.empty(arr.shape[0], dtype=np.uint64)
+    for j in range(arr.shape[0]):
+        m[j] = ge_mask8(arr, j, thr)
+    c = np.empty(values.shape[0], dtype=np.int64)
+    for q in range(values.shape[0]):
+        c[q] = count_gt_eq16(tl, values[q])
+    return m, c
+
+
+def test_vector_compares_equal_numpy():
+    rng = np.random.default_rng(11)
+    arr = np.round(rng.standard_normal((200, LANES)), 1).astype(np.float32)  # ties with the thresholds
+    arr[rng.random(arr.shape) < 0.05] = np.nan
+    arr[rng.random(arr.shape) < 0.05] = -np.inf
+    thr = np.round(rng.standard_normal(LANES), 1).astype(np.float32)
+    tl = np.round(rng.standard_normal(16), 1).astype(np.float32)
+    tl[12:] = -np.inf
+    values = np.concatenate([tl[:5], rng.standard_normal(50).astype(np.float32), [np.nan, np.inf, -np.inf]])
+    m, c = _masks(arr, thr, tl, values.astype(np.float32))
+    want_m = ((arr >= thr) * (1 << np.arange(LANES))).sum(axis=1)  # NaN compares false
+    np.testing.assert_array_equal(m, want_m)
+    v = values.astype(np.float32)[:, None]
+    np.testing.assert_array_equal(c, (tl > v).sum(axis=1) + 256 * (tl == v).sum(axis=1))
+
+
+def test_transpose8x8_moves_bit_c_of_byte_r_to_bit_r_of_byte_c():
+    rng = np.random.default_rng(2)
+    for x in [0, 0xFF, 0x0102040810204080, 0x8040201008040201, *rng.integers(0, 2**63, 20).tolist()]:
+        bits = (np.uint64(x) >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
+        y = int(transpose8x8(np.uint64(x)))
+        want = int(sum(int(b) << (8 * (i % 8) + i // 8) for i, b in enumerate(bits)))
+        assert y == want, hex(x)
 
 
 def test_njit_slp_switches_the_vectoriser_on_for_its_own_compilation_only():

@@ -30,7 +30,7 @@ import numpy as np
 
 from sim.kernels import layout as L
 from sim.kernels.expo import exp_nonpos
-from sim.kernels.lanes import LANES, NET_MAX_SLATE, lane_dots, load_lanes, select_slate, top_values8
+from sim.kernels.lanes import LANES, NET_MAX_SLATE, lane_dots, load_lanes, select_slates8, slate_scratch
 from sim.kernels.prefetch import prefetch_row
 from sim.rng import _GOLDEN, Purpose, _mix, hash4, uniform
 
@@ -298,22 +298,29 @@ def _impressions(r, u, cand_row, top_j, n_top, emb, category, harmful_mask, slat
                  imp_emb_sum, day_stats, out_slate):  # fmt: skip
     """Record the slate ``cand_row[top_j[:n_top]]`` as shown to user ``u`` (row ``r``).
 
-    The slate's embeddings are summed in a local row first (slate order), then
-    added to the run total once.
+    In passes: the slate's items and labels first (independent loads), then the
+    category counts (each a read-modify-write of the user's row), then the
+    embeddings, summed in a local row (slate order) and added to the run total
+    once. One pass for all of it chained every item's loads behind the previous
+    item's count update (~15% of a view before, ``benchmarks/README.md``, stop 15).
     """
     dim = emb.shape[1]
     count_max = np.iinfo(cat_counts.dtype).max
     n_harm = 0
-    for d in range(dim):
-        row_emb[d] = 0.0
     for k in range(n_top):
         i = cand_row[top_j[k]]
         slate_i[k] = i
         out_slate[r, k] = i
         n_harm += np.int64(harmful_mask[i])
-        c = cat_counts[u, category[i]]
+    for k in range(n_top):
+        cat = category[slate_i[k]]
+        c = cat_counts[u, cat]
         if c < count_max:  # saturating (uint16 or uint32: sim.state.category_count_dtype)
-            cat_counts[u, category[i]] = c + 1
+            cat_counts[u, cat] = c + 1
+    for d in range(dim):
+        row_emb[d] = 0.0
+    for k in range(n_top):
+        i = slate_i[k]
         for d in range(dim):
             row_emb[d] += emb[i, d]
     for d in range(dim):
@@ -347,30 +354,45 @@ def _slate_match(u, slate_i, n_top, emb, true_interest, match32):
 
 
 @nb.njit(inline="always", cache=True)
+def _util_size(slate_size):
+    """Length of the choice's weight buffer: leaving plus the slate, rounded up to whole vectors of four float64."""
+    return (slate_size + 4) & ~3
+
+
+@nb.njit(inline="always", cache=True)
 def _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak):
-    """Logit choice among the slate and leaving (inverse CDF); return the slate position, -1 to leave."""
+    """Logit choice among the slate and leaving (inverse CDF); return the slate position, -1 to leave.
+
+    ``util`` (``_util_size(slate_size)``,) holds leaving at 0 and the slate at
+    1 .. n_top, padded with ``-inf`` (weight 0) to whole vectors, so every
+    exponential runs in vector lanes; the padding adds exact zeros at the end of
+    the total, which leaves it unchanged.
+    """
     temp = beh[L.TEMPERATURE]
     umax = (beh[L.LEAVE_U] + beh[L.FATIGUE_W] * streak[u] / 60.0) / temp
-    u_leave = umax
+    util[0] = umax
     for k in range(n_top):
         i = slate_i[k]
-        util[k] = (
+        uk = (
             beh[L.MATCH_W] * np.float64(match32[k]) + beh[L.QUALITY_W] * true_quality[i] + beh[L.HOOK_W] * true_hook[i]
         ) / temp
-        if util[k] > umax:
-            umax = util[k]
-    w_leave = exp_nonpos(u_leave - umax)
-    for k in range(n_top):  # in vector lanes (sim.kernels.expo)
+        util[k + 1] = uk
+        if uk > umax:
+            umax = uk
+    n_w = _util_size(n_top)
+    for k in range(n_top + 1, n_w):
+        util[k] = -np.inf
+    for k in range(n_w):  # in vector lanes (sim.kernels.expo)
         util[k] = exp_nonpos(util[k] - umax)
-    total = w_leave
-    for k in range(n_top):
+    total = util[0]
+    for k in range(1, n_w):
         total += util[k]
     x = uniform(key, step, u, _P_CHOICE) * total
     pick = -1
-    acc = w_leave
+    acc = util[0]
     if x >= acc:
         for k in range(n_top):
-            acc += util[k]
+            acc += util[k + 1]
             pick = k
             if x < acc:
                 break
@@ -505,16 +527,15 @@ def view_step(
     n_groups = (n_act + LANES - 1) // LANES
     n_chunks = (n_groups + _GROUPS_PER_CHUNK - 1) // _GROUPS_PER_CHUNK
     for ch in nb.prange(n_chunks):
-        top_s = np.empty(slate_size, dtype=np.float32)
-        top_j = np.empty(slate_size, dtype=np.int64)
-        util = np.empty(slate_size, dtype=np.float64)
+        util = np.empty(_util_size(slate_size), dtype=np.float64)
         match32 = np.empty(slate_size, dtype=np.float32)
         slate_i = np.empty(slate_size, dtype=np.int64)
         row_emb = np.empty(emb.shape[1], dtype=np.float32)
         buf = np.empty((n_cand, LANES), dtype=np.float32)
         tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
-        gt_j = np.empty(n_cand, dtype=np.int64)
-        gt_s = np.empty(n_cand, dtype=np.float32)
+        scratch = slate_scratch(n_cand, slate_size)
+        top_j8 = np.empty((LANES, slate_size), dtype=np.int64)
+        n_top8 = np.empty(LANES, dtype=np.int64)
         for g in range(ch * _GROUPS_PER_CHUNK, min(n_groups, (ch + 1) * _GROUPS_PER_CHUNK)):
             r0 = g * LANES
             n_lanes = min(LANES, n_act - r0)
@@ -524,8 +545,7 @@ def view_step(
                 imp_emb_sum, minhash,
             )  # fmt: skip
             load_lanes(scores, r0, n_lanes, buf)
-            if slate_size <= NET_MAX_SLATE:
-                top_values8(buf, n_cand, tops)
+            select_slates8(buf, n_lanes, slate_size, tops, scratch, top_j8, n_top8)
             for lane in range(n_lanes):
                 r = r0 + lane
                 u = active_idx[r]
@@ -534,11 +554,11 @@ def view_step(
                     streak, since_prompt, alerted_mask, out_item, out_minutes, out_slate,
                 ):  # fmt: skip
                     continue
-                n_top = select_slate(buf, lane, tops, slate_size, gt_j, gt_s, top_s, top_j)
+                n_top = n_top8[lane]
                 if n_top == 0:
                     _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                     continue
-                _impressions(r, u, cand_idx[r], top_j, n_top, emb, category, harmful_mask, slate_i, row_emb,
+                _impressions(r, u, cand_idx[r], top_j8[lane], n_top, emb, category, harmful_mask, slate_i, row_emb,
                              cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
                 _slate_match(u, slate_i, n_top, emb, true_interest, match32)
                 pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak)
@@ -624,11 +644,10 @@ def profile_view_step(
         hat_t = np.empty((dim, LANES), dtype=np.float32)
         buf = np.empty((n_cand, LANES), dtype=np.float32)
         tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
-        gt_j = np.empty(n_cand, dtype=np.int64)
-        gt_s = np.empty(n_cand, dtype=np.float32)
-        top_s = np.empty(slate_size, dtype=np.float32)
-        top_j = np.empty(slate_size, dtype=np.int64)
-        util = np.empty(slate_size, dtype=np.float64)
+        scratch = slate_scratch(n_cand, slate_size)
+        top_j8 = np.empty((LANES, slate_size), dtype=np.int64)
+        n_top8 = np.empty(LANES, dtype=np.int64)
+        util = np.empty(_util_size(slate_size), dtype=np.float64)
         match32 = np.empty(slate_size, dtype=np.float32)
         slate_i = np.empty(slate_size, dtype=np.int64)
         row_emb = np.empty(dim, dtype=np.float32)
@@ -670,8 +689,7 @@ def profile_view_step(
                     for j in range(n_cand):
                         for lane in range(n_lanes, LANES):
                             buf[j, lane] = np.float32(-np.inf)
-                if slate_size <= NET_MAX_SLATE:
-                    top_values8(buf, n_cand, tops)
+                select_slates8(buf, n_lanes, slate_size, tops, scratch, top_j8, n_top8)
                 for lane in range(n_lanes):
                     r = r0 + lane
                     u = active_idx[r]
@@ -680,11 +698,11 @@ def profile_view_step(
                         streak, since_prompt, alerted_mask, out_item, out_minutes, out_slate,
                     ):  # fmt: skip
                         continue
-                    n_top = select_slate(buf, lane, tops, slate_size, gt_j, gt_s, top_s, top_j)
+                    n_top = n_top8[lane]
                     if n_top == 0:
                         _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                         continue
-                    _impressions(r, u, cand, top_j, n_top, emb, category, harmful_mask, slate_i, row_emb,
+                    _impressions(r, u, cand, top_j8[lane], n_top, emb, category, harmful_mask, slate_i, row_emb,
                                cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
                     _slate_match(u, slate_i, n_top, emb, true_interest, match32)
                     pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak)

@@ -10,6 +10,16 @@ branch at all; each user's slate is then the candidates above that threshold, pl
 first candidates equal to it, in score order with ties to the earlier candidate. That is
 exactly the slate of the insertion (kept, in :mod:`sim.kernels.reference`, as the twin).
 
+Which candidates reach a lane's slate, in which order, is found for the whole group too
+(:func:`select_slates8`): one vector compare per candidate against the eight thresholds
+gives an eight-bit mask (:mod:`sim.kernels.simd`), eight such masks are transposed into one
+byte per lane, and each lane then walks only the set bits of its own mask; its slate items
+are ranked by counting, with one sixteen-lane compare, how many of its top scores lie
+above each. Ties beyond the slate (more candidates at the k-th score than places) and
+thresholds of ``-inf`` (fewer eligible candidates than the slate) take the per-lane
+:func:`select_slate`. Before, a per-lane scan of all candidates and a k x k ranking loop
+were ~20% of a view (``benchmarks/README.md``, stop 15).
+
 LLVM turns the eight lanes of the network into one AVX2 register only with its SLP
 vectoriser, which numba leaves off by default since numba PR #8852 (2023) because of
 miscompilations it met elsewhere (numba issues #8681, #8705). :func:`njit_slp` switches it
@@ -26,7 +36,7 @@ NET_MAX_SLATE
     Largest slate the network serves; larger slates use the insertion.
 njit_slp
     ``numba.njit`` with the SLP vectoriser on for that function's compilation.
-load_lanes, top_values8, select_slate, lane_dots
+load_lanes, top_values8, select_slate, slate_scratch, select_slates8, lane_dots
     The pieces used by the feed kernels.
 """
 
@@ -37,8 +47,21 @@ import os
 import numba as nb
 import numpy as np
 from numba.core import config as _nb_config
+from numba.cpython.unsafe.numbers import trailing_zeros
 
-__all__ = ["LANES", "NET_MAX_SLATE", "lane_dots", "load_lanes", "njit_slp", "select_slate", "top_values8"]
+from sim.kernels.simd import count_gt_eq16, ge_mask8, transpose8x8
+
+__all__ = [
+    "LANES",
+    "NET_MAX_SLATE",
+    "lane_dots",
+    "load_lanes",
+    "njit_slp",
+    "select_slate",
+    "select_slates8",
+    "slate_scratch",
+    "top_values8",
+]
 
 LANES = 8
 NET_MAX_SLATE = 10
@@ -223,6 +246,109 @@ def select_slate(buf, lane, tops, k, gt_j, gt_s, top_s, top_j):
                 top_s[n_top] = threshold
                 n_top += 1
     return n_top
+
+
+@nb.njit(inline="always", cache=True)
+def slate_scratch(n_cand, k):
+    """Allocate the scratch arrays :func:`select_slates8` needs for ``n_cand`` candidates and slates of ``k``.
+
+    A tuple: thresholds (LANES,) float32, bit masks (ceil(n_cand / 64), LANES)
+    uint64, one lane's top scores (16,) float32, one lane's slate in candidate
+    order (k,) int64, and the scratch of :func:`select_slate` ((n_cand,) int64,
+    (n_cand,) float32, (k,) float32, (k,) int64). Allocate once per parallel
+    work item, not per group.
+    """
+    return (
+        np.empty(LANES, dtype=np.float32),
+        np.empty(((n_cand + 63) // 64, LANES), dtype=np.uint64),
+        np.empty(16, dtype=np.float32),
+        np.empty(k, dtype=np.int64),
+        np.empty(n_cand, dtype=np.int64),
+        np.empty(n_cand, dtype=np.float32),
+        np.empty(k, dtype=np.float32),
+        np.empty(k, dtype=np.int64),
+    )
+
+
+@nb.njit(inline="always", cache=True)
+def select_slates8(buf, n_lanes, k, tops, scratch, top_j8, n_top8):
+    """Select the slates of a lane group: lane ``l`` shows candidates ``top_j8[l, :n_top8[l]]``.
+
+    The same slates as :func:`select_slate` lane by lane (tested): score
+    descending, ties to the earlier candidate, ``-inf`` never shown.
+
+    Parameters
+    ----------
+    buf : float32 (n_cand, LANES)
+        The group's scores (:func:`load_lanes`: ``-inf`` for ineligible candidates, no NaN).
+    n_lanes : int
+        Lanes in use (the others are not read back).
+    k : int
+        Slate size, at least 1.
+    tops : float32 (NET_MAX_SLATE, LANES)
+        Scratch: each lane's ten largest scores (:func:`top_values8`, called here).
+    scratch : tuple
+        :func:`slate_scratch` ``(n_cand, k)``.
+    top_j8 : int64 (LANES, k)
+        Output: candidate positions in slate order.
+    n_top8 : int64 (LANES,)
+        Output: slate length per lane.
+    """
+    thr, words, tl16, sel, gt_j, gt_s, top_s, top_j = scratch
+    n_cand = buf.shape[0]
+    if k > NET_MAX_SLATE:
+        for lane in range(n_lanes):
+            n_top8[lane] = _insertion_top(buf, lane, k, top_s, top_j)
+            for p in range(n_top8[lane]):
+                top_j8[lane, p] = top_j[p]
+        return
+    top_values8(buf, n_cand, tops)
+    for lane in range(LANES):
+        thr[lane] = tops[k - 1, lane]
+    n_words = (n_cand + 63) // 64
+    for w in range(n_words):
+        for lane in range(LANES):
+            words[w, lane] = np.uint64(0)
+    for c in range((n_cand + 7) // 8):  # eight candidates' lane masks at a time, transposed to one byte per lane
+        j0 = 8 * c
+        x = np.uint64(0)
+        for t in range(min(8, n_cand - j0)):
+            x |= ge_mask8(buf, j0 + t, thr) << np.uint64(8 * t)
+        x = transpose8x8(x)
+        shift = np.uint64(8 * (c & 7))
+        for lane in range(LANES):
+            words[c >> 3, lane] |= ((x >> np.uint64(8 * lane)) & np.uint64(0xFF)) << shift
+    for lane in range(n_lanes):
+        n = 0
+        simple = thr[lane] > _NEG  # else fewer eligible candidates than k: the per-lane path
+        if simple:
+            for w in range(n_words):  # the candidates at or above the k-th score, in candidate order
+                bits = words[w, lane]
+                while bits != np.uint64(0):
+                    if n == k:  # more than k at or above it (ties at the k-th score): the per-lane path
+                        simple = False
+                        break
+                    sel[n] = w * 64 + trailing_zeros(bits)
+                    n += 1
+                    bits &= bits - np.uint64(1)
+                if not simple:
+                    break
+        if not simple:
+            n_top8[lane] = select_slate(buf, lane, tops, k, gt_j, gt_s, top_s, top_j)
+            for p in range(n_top8[lane]):
+                top_j8[lane, p] = top_j[p]
+            continue
+        for p in range(16):
+            tl16[p] = tops[p, lane] if p < k else _NEG
+        for a in range(n):  # rank: the lane's top scores above it, then equal ones earlier in candidate order
+            s = buf[sel[a], lane]
+            counts = count_gt_eq16(tl16, s)
+            rank = counts & 255
+            if (counts >> 8) > 1:
+                for b in range(a):
+                    rank += np.int64(buf[sel[b], lane] == s)
+            top_j8[lane, rank] = sel[a]
+        n_top8[lane] = n
 
 
 @nb.njit(inline="always", cache=True)
