@@ -2,8 +2,11 @@
 
 One "standard agent-step" is one view of one user with the content-based
 recommender: retrieve 100 candidates, score them (D = 16 dot products), show
-the top-10 slate, logit choice among the slate and leaving, watch, update the
-platform profile, habit and interest, and decide whether to go on.
+the top-10 slate (counting its impressions by category and summing their
+embeddings), logit choice among the slate and leaving, watch, update the
+platform profile, habit, interest and the MinHash sketch of watched items, and
+decide whether to go on. Both sides compute all of it (the Mesa reference keeps
+the same per-view statistics as the kernel since stop 15).
 
 * numba: ``profile_view_step``, the kernel the engine runs for the built-in
   content-based recommender (retrieval, scoring and the view in one pass), on a

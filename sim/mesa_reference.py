@@ -15,8 +15,11 @@ decision to go on. It exists for two reasons:
   and updates) of a conventional agent-based implementation.
 
 Scope: the content-based recommender only, no wrappers (no access limits, no
-rest prompts, no minors' mode), no platform item counters, no MinHash or
-feed-entropy statistics. Items are replaced at midnight exactly as in the
+rest prompts, no minors' mode), no platform item counters. Each view keeps the
+same per-user statistics as the kernel: the day's impressions by category (and
+from them each day's feed entropy and top-category share), the run total of
+impression embeddings and the MinHash sketch of watched items, so the benchmark
+times the same work on both sides. Items are replaced at midnight exactly as in the
 engine (same generator stream), so the catalogue matches the engine's on
 every day; users start with the habit that ``make_users`` gives them, as in the
 engine. Scalars are kept in float64 where the kernel rounds to float32;
@@ -38,12 +41,13 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from sim.engine import BLOCK_SIZE, _coprime_strides
+from sim.engine import BLOCK_SIZE, _coprime_strides, _entropy_top1
 from sim.kernels import layout as L
 from sim.rng import spawn_generators
 from sim.scenario import COHORTS, Scenario
 from sim.state import (
     ACTIVITY_PROFILES,
+    N_MINHASH,
     category_centroids,
     make_items,
     make_users,
@@ -122,6 +126,13 @@ class FeedUserAgent(mesa.Agent):
         In a session; a 30-minute streak was already counted this session.
     day_stats : list of float
         Today's counters, columns as in :mod:`sim.kernels.layout`.
+    cat_counts : list of int
+        Today's impressions by category (n_categories,).
+    imp_emb_sum : numpy.ndarray
+        float32 (D,): run total of the embeddings of the items shown.
+    minhash : numpy.ndarray
+        uint32 (N_MINHASH,): MinHash sketch of the items watched (element-wise
+        minimum of their signatures).
     """
 
     def __init__(
@@ -154,6 +165,9 @@ class FeedUserAgent(mesa.Agent):
         self.since_prompt = 0.0
         self.alerted = False
         self.day_stats = [0.0] * L.N_DAY
+        self.cat_counts = [0] * model.n_categories
+        self.imp_emb_sum = np.zeros(len(interest), dtype=np.float32)
+        self.minhash = np.full(N_MINHASH, np.iinfo(np.uint32).max, dtype=np.uint32)
 
     @property
     def user_hat(self) -> np.ndarray:
@@ -213,16 +227,22 @@ class FeedUserAgent(mesa.Agent):
         # 1. content-based scores and the slate (top-k, ties to the earlier candidate);
         #    one product gives the platform's scores (user_hat) and the true matches
         vecs = self.vecs
-        prod = np.dot(m.emb.take(cand, axis=0), vecs)  # (n_cand, 2) float32: [score, match]
+        rows = m.emb.take(cand, axis=0)  # (n_cand, D) float32
+        prod = np.dot(rows, vecs)  # (n_cand, 2) float32: [score, match]
         top = (-prod[:, 0]).argsort(kind="stable")[: m.slate_size]
         slate = cand.take(top)
         n_top = slate.shape[0]
 
-        # 2. impressions and true utilities
+        # 2. impressions (counts, by category, their embeddings) and true utilities
         day[L.IMPRESSIONS] += n_top
         day[L.HARMFUL_IMPRESSIONS] += float(np.count_nonzero(m.harmful.take(slate)))
-        match = prod[:, 1].take(top).tolist()
         slate_l = slate.tolist()
+        counts = self.cat_counts
+        category = m.category_list
+        for i in slate_l:
+            counts[category[i]] += 1
+        self.imp_emb_sum += np.dot(m.ones_slate[:n_top], rows.take(top, axis=0))
+        match = prod[:, 1].take(top).tolist()
         temp = p.temperature
         mw = p.match_w
         item_u = m.item_utility_list
@@ -267,6 +287,7 @@ class FeedUserAgent(mesa.Agent):
         self.since_prompt += minutes
         self.time_left -= minutes
         self.habit += p.habit_gain * minutes
+        np.minimum(self.minhash, m.item_minhash[i], out=self.minhash)
 
         # 5. learning: the platform's profile moves toward the item by a = HAT_RATE * share,
         #    the true interest by g = DRIFT * share (then renormalised); both columns at once
@@ -328,6 +349,9 @@ class ReferenceFeedModel(mesa.Model):
         The generated population (initial values) and the catalogue (current).
     user_days : numpy.ndarray
         float64 (days, n_users, N_DAY): each finished day's counters per user.
+    feed_days : numpy.ndarray
+        float32 (days, n_users, 2): each finished day's feed entropy (nats) and
+        top-category share per user, as the engine's ``feed_days``.
     datacollector : mesa.DataCollector
         One row per tick: ``tick``, ``in_session``, ``minutes_today_<cohort>``.
     """
@@ -348,6 +372,8 @@ class ReferenceFeedModel(mesa.Model):
         self.strides = _coprime_strides(sc.catalogue.n_items, gens["retrieval"])
         self._strides_list = [int(s) for s in self.strides]
         self.n_items = self.items.n_items
+        self.n_categories = sc.catalogue.n_categories
+        self.ones_slate = np.ones(sc.recommender.slate_size, dtype=np.float32)  # sums rows by a product
         self.n_candidates = sc.recommender.n_candidates
         self.slate_size = sc.recommender.slate_size
         self._offsets = np.arange(self.n_candidates, dtype=np.int64)
@@ -372,6 +398,7 @@ class ReferenceFeedModel(mesa.Model):
         self._agent_list = list(self.agents)
         self.cohort = u.cohort.copy()
         self.user_days = np.zeros((sc.clock.days, u.n_users, L.N_DAY), dtype=np.float64)
+        self.feed_days = np.full((sc.clock.days, u.n_users, 2), np.nan, dtype=np.float32)
         self.in_session = 0
         for name in COHORTS:
             setattr(self, f"minutes_today_{name}", 0.0)
@@ -396,6 +423,8 @@ class ReferenceFeedModel(mesa.Model):
         self.hook_list = hook.tolist()
         self.length_list = it.length_minutes.astype(np.float64).tolist()
         self.harmful_list = it.harmful_mask.tolist()
+        self.category_list = it.category.tolist()
+        self.item_minhash = it.minhash
 
     def draw_candidates(self) -> np.ndarray:
         """Draw one retrieval: ``start + j * stride (mod n_items)``, ``j < n_candidates``.
@@ -456,10 +485,16 @@ class ReferenceFeedModel(mesa.Model):
 
     def _end_of_day(self, day: int) -> None:
         store = day < self.user_days.shape[0]
+        if store:
+            counts = np.array([a.cat_counts for a in self._agent_list], dtype=np.int64)
+            ent, top1 = _entropy_top1(counts)
+            for a, e, t in zip(self._agent_list, ent, top1, strict=True):
+                self.feed_days[day, a.index] = (e, t)
         for a in self._agent_list:
             if store:
                 self.user_days[day, a.index] = a.day_stats
             a.day_stats = [0.0] * L.N_DAY
+            a.cat_counts = [0] * self.n_categories
         replace_items(self.items, self.scenario, self.centroids, self._item_rng, self.tick)
         self._sync_items()
 

@@ -168,3 +168,29 @@ def test_reference_daily_table(paired_runs):
     d = ref.user_days[0]
     assert not ((d[:, L.VIEWS] > 0) & (d[:, L.SESSIONS] == 0)).any()
     assert (d[:, L.REGRET_MINUTES] <= d[:, L.MINUTES] + 1e-9).all()
+
+
+def test_kernel_and_reference_agree_on_feed_statistics(paired_runs):
+    """The per-view statistics the reference keeps since stop 15: feed entropy, impression embeddings, MinHash."""
+    record, ref = paired_runs
+    for name, eng, mes in (
+        ("feed entropy", record.feed_days[0, :, 0], ref.feed_days[0, :, 0]),
+        ("top-category share", record.feed_days[0, :, 1], ref.feed_days[0, :, 1]),
+        (
+            "impression embedding norm per impression",
+            np.linalg.norm(record.imp_emb_sum, axis=1) / np.maximum(record.user_days[0][:, L.IMPRESSIONS], 1),
+            np.linalg.norm(np.array([a.imp_emb_sum for a in ref._agent_list]), axis=1)
+            / np.maximum(ref.user_days[0][:, L.IMPRESSIONS], 1),
+        ),
+    ):
+        eng = eng[np.isfinite(eng)].astype(np.float64)
+        mes = mes[np.isfinite(mes)].astype(np.float64)
+        se = np.sqrt(eng.var(ddof=1) / eng.size + mes.var(ddof=1) / mes.size)
+        diff = eng.mean() - mes.mean()
+        assert abs(diff) <= Z_MAX * se, f"{name}: kernel {eng.mean():.4f} vs reference {mes.mean():.4f}"
+    d = ref.user_days[0]
+    shown = d[:, L.IMPRESSIONS] > 0
+    assert np.array_equal(np.isfinite(ref.feed_days[0, :, 0]), shown)  # entropy exactly where a feed was shown
+    sketched = np.array([(a.minhash != np.iinfo(np.uint32).max).any() for a in ref._agent_list])
+    assert np.array_equal(sketched, d[:, L.VIEWS] > 0)  # a sketch exactly where something was watched
+    assert all(sum(a.cat_counts) == 0 for a in ref._agent_list)  # reset at midnight
