@@ -536,6 +536,8 @@ def view_step(
         scratch = slate_scratch(n_cand, slate_size)
         top_j8 = np.empty((LANES, slate_size), dtype=np.int64)
         n_top8 = np.empty(LANES, dtype=np.int64)
+        pick_i = np.empty(LANES, dtype=np.int64)  # each lane's watched item (-1: none)
+        pick_m = np.empty(LANES, dtype=np.float64)  # and its true match
         for g in range(ch * _GROUPS_PER_CHUNK, min(n_groups, (ch + 1) * _GROUPS_PER_CHUNK)):
             r0 = g * LANES
             n_lanes = min(LANES, n_act - r0)
@@ -546,7 +548,8 @@ def view_step(
             )  # fmt: skip
             load_lanes(scores, r0, n_lanes, buf)
             select_slates8(buf, n_lanes, slate_size, tops, scratch, top_j8, n_top8)
-            for lane in range(n_lanes):
+            for lane in range(n_lanes):  # first pass: everything up to the choice
+                pick_i[lane] = -1
                 r = r0 + lane
                 u = active_idx[r]
                 if not _gate(
@@ -565,8 +568,13 @@ def view_step(
                 if pick < 0:
                     _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                     continue
+                pick_i[lane] = slate_i[pick]
+                pick_m[lane] = np.float64(match32[pick])
+            for lane in range(n_lanes):  # second pass: watching (the lanes' chains of latencies overlap)
+                if pick_i[lane] < 0:
+                    continue
                 _watch(
-                    r, u, key, step, night, slate_i[pick], np.float64(match32[pick]), allowance, beh, emb,
+                    r0 + lane, active_idx[r0 + lane], key, step, night, pick_i[lane], pick_m[lane], allowance, beh, emb,
                     harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest, true_habit,
                     true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt,
                     alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
@@ -647,6 +655,8 @@ def profile_view_step(
         scratch = slate_scratch(n_cand, slate_size)
         top_j8 = np.empty((LANES, slate_size), dtype=np.int64)
         n_top8 = np.empty(LANES, dtype=np.int64)
+        pick_i = np.empty(LANES, dtype=np.int64)  # each lane's watched item (-1: none)
+        pick_m = np.empty(LANES, dtype=np.float64)  # and its true match
         util = np.empty(_util_size(slate_size), dtype=np.float64)
         match32 = np.empty(slate_size, dtype=np.float32)
         slate_i = np.empty(slate_size, dtype=np.int64)
@@ -690,7 +700,8 @@ def profile_view_step(
                         for lane in range(n_lanes, LANES):
                             buf[j, lane] = np.float32(-np.inf)
                 select_slates8(buf, n_lanes, slate_size, tops, scratch, top_j8, n_top8)
-                for lane in range(n_lanes):
+                for lane in range(n_lanes):  # first pass: everything up to the choice
+                    pick_i[lane] = -1
                     r = r0 + lane
                     u = active_idx[r]
                     if not _gate(
@@ -703,14 +714,19 @@ def profile_view_step(
                         _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                         continue
                     _impressions(r, u, cand, top_j8[lane], n_top, emb, category, harmful_mask, slate_i, row_emb,
-                               cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
+                                 cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
                     _slate_match(u, slate_i, n_top, emb, true_interest, match32)
                     pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak)
                     if pick < 0:
                         _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                         continue
+                    pick_i[lane] = slate_i[pick]
+                    pick_m[lane] = np.float64(match32[pick])
+                for lane in range(n_lanes):  # second pass: watching (the lanes' chains of latencies overlap)
+                    if pick_i[lane] < 0:
+                        continue
                     _watch(
-                        r, u, key, step, night, slate_i[pick], np.float64(match32[pick]), allowance, beh, emb,
+                        r0 + lane, active_idx[r0 + lane], key, step, night, pick_i[lane], pick_m[lane], allowance, beh, emb,
                         harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest, true_habit,
                         true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt,
                         alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,

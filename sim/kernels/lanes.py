@@ -382,21 +382,30 @@ def lane_dots(vec_t, emb, cand, out):
     n_cand = cand.shape[0]
     zero = np.float32(0.0)
     z8 = (zero, zero, zero, zero, zero, zero, zero, zero)
-    n_four = n_cand - n_cand % 4
-    for j in range(0, n_four, 4):  # four candidates at a time: four independent sums in flight
+    n_eight = n_cand - n_cand % 8
+    for j in range(0, n_eight, 8):  # eight candidates at a time: eight independent sums in flight
         i0, i1, i2, i3 = cand[j], cand[j + 1], cand[j + 2], cand[j + 3]
-        acc0 = acc1 = acc2 = acc3 = z8
+        i4, i5, i6, i7 = cand[j + 4], cand[j + 5], cand[j + 6], cand[j + 7]
+        acc0 = acc1 = acc2 = acc3 = acc4 = acc5 = acc6 = acc7 = z8
         for d in range(dim):
             a = (vec_t[d, 0], vec_t[d, 1], vec_t[d, 2], vec_t[d, 3], vec_t[d, 4], vec_t[d, 5], vec_t[d, 6], vec_t[d, 7])
             acc0 = _axpy8(acc0, a, emb[i0, d])
             acc1 = _axpy8(acc1, a, emb[i1, d])
             acc2 = _axpy8(acc2, a, emb[i2, d])
             acc3 = _axpy8(acc3, a, emb[i3, d])
+            acc4 = _axpy8(acc4, a, emb[i4, d])
+            acc5 = _axpy8(acc5, a, emb[i5, d])
+            acc6 = _axpy8(acc6, a, emb[i6, d])
+            acc7 = _axpy8(acc7, a, emb[i7, d])
         _store8(out, j, acc0)
         _store8(out, j + 1, acc1)
         _store8(out, j + 2, acc2)
         _store8(out, j + 3, acc3)
-    for j in range(n_four, n_cand):
+        _store8(out, j + 4, acc4)
+        _store8(out, j + 5, acc5)
+        _store8(out, j + 6, acc6)
+        _store8(out, j + 7, acc7)
+    for j in range(n_eight, n_cand):
         i = cand[j]
         acc = z8
         for d in range(dim):
