@@ -127,7 +127,9 @@ class FeedUserAgent(mesa.Agent):
     day_stats : list of float
         Today's counters, columns as in :mod:`sim.kernels.layout`.
     cat_counts : list of int
-        Today's impressions by category (n_categories,).
+        Today's impressions by category (n_categories,); Python ints, so no
+        saturation (the engine's uint16 counts saturate only past
+        ``sim.state.category_count_dtype``'s bound, far beyond a day's views).
     imp_emb_sum : numpy.ndarray
         float32 (D,): run total of the embeddings of the items shown.
     minhash : numpy.ndarray

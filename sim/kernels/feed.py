@@ -481,7 +481,8 @@ def view_step(
     night : bool
         Whether this tick is in 22:00-06:00.
     active_idx : int64 (n_act,)
-        Users who view now (in session, tick time left).
+        Users who view now (in session, tick time left); distinct (each lane group runs its users' views
+        in two passes, so a user listed twice in a group would see the passes interleaved).
     cand_idx : int32 (n_act, n_cand)
         Candidate item slots.
     scores : float32 (n_act, n_cand)
@@ -537,7 +538,7 @@ def view_step(
         top_j8 = np.empty((LANES, slate_size), dtype=np.int64)
         n_top8 = np.empty(LANES, dtype=np.int64)
         pick_i = np.empty(LANES, dtype=np.int64)  # each lane's watched item (-1: none)
-        pick_m = np.empty(LANES, dtype=np.float64)  # and its true match
+        pick_match = np.empty(LANES, dtype=np.float64)  # and its true match
         for g in range(ch * _GROUPS_PER_CHUNK, min(n_groups, (ch + 1) * _GROUPS_PER_CHUNK)):
             r0 = g * LANES
             n_lanes = min(LANES, n_act - r0)
@@ -569,14 +570,14 @@ def view_step(
                     _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                     continue
                 pick_i[lane] = slate_i[pick]
-                pick_m[lane] = np.float64(match32[pick])
+                pick_match[lane] = np.float64(match32[pick])
             for lane in range(n_lanes):  # second pass: watching (the lanes' chains of latencies overlap)
                 if pick_i[lane] < 0:
                     continue
                 _watch(
-                    r0 + lane, active_idx[r0 + lane], key, step, night, pick_i[lane], pick_m[lane], allowance, beh, emb,
-                    harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest, true_habit,
-                    true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt,
+                    r0 + lane, active_idx[r0 + lane], key, step, night, pick_i[lane], pick_match[lane], allowance,
+                    beh, emb, harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest,
+                    true_habit, true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt,
                     alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
                 )  # fmt: skip
 
@@ -605,7 +606,8 @@ def retrieval_blocks(active_idx, block_size):
 @nb.njit(parallel=True, cache=True)
 def profile_view_step(
     key, step, night, active_idx, block_starts, n_items, strides, block_size,
-    rec_key, item_bias, sharpness, exploration, allowance, prompt_after, slate_size, beh, emb, category, harmful_mask, true_quality, true_hook, length_minutes, item_minhash,
+    rec_key, item_bias, sharpness, exploration, allowance, prompt_after, slate_size, beh,
+    emb, category, harmful_mask, true_quality, true_hook, length_minutes, item_minhash,
     true_interest, true_habit, true_self_control, true_intended, in_session_mask, time_left,
     streak, since_prompt, alerted_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
     out_item, out_minutes, out_slate, out_cand,
@@ -656,7 +658,7 @@ def profile_view_step(
         top_j8 = np.empty((LANES, slate_size), dtype=np.int64)
         n_top8 = np.empty(LANES, dtype=np.int64)
         pick_i = np.empty(LANES, dtype=np.int64)  # each lane's watched item (-1: none)
-        pick_m = np.empty(LANES, dtype=np.float64)  # and its true match
+        pick_match = np.empty(LANES, dtype=np.float64)  # and its true match
         util = np.empty(_util_size(slate_size), dtype=np.float64)
         match32 = np.empty(slate_size, dtype=np.float32)
         slate_i = np.empty(slate_size, dtype=np.int64)
@@ -721,13 +723,13 @@ def profile_view_step(
                         _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
                         continue
                     pick_i[lane] = slate_i[pick]
-                    pick_m[lane] = np.float64(match32[pick])
+                    pick_match[lane] = np.float64(match32[pick])
                 for lane in range(n_lanes):  # second pass: watching (the lanes' chains of latencies overlap)
                     if pick_i[lane] < 0:
                         continue
                     _watch(
-                        r0 + lane, active_idx[r0 + lane], key, step, night, pick_i[lane], pick_m[lane], allowance, beh, emb,
-                        harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest, true_habit,
-                        true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt,
+                        r0 + lane, active_idx[r0 + lane], key, step, night, pick_i[lane], pick_match[lane], allowance,
+                        beh, emb, harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest,
+                        true_habit, true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt,
                         alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
                     )  # fmt: skip

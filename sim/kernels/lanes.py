@@ -63,7 +63,7 @@ __all__ = [
     "top_values8",
 ]
 
-LANES = 8
+LANES = 8  # sim.kernels.simd's eight-lane compares assume it
 NET_MAX_SLATE = 10
 _NEG = np.float32(-np.inf)
 
@@ -279,14 +279,18 @@ def select_slates8(buf, n_lanes, k, tops, scratch, top_j8, n_top8):
 
     Parameters
     ----------
-    buf : float32 (n_cand, LANES)
+    buf : float32 (n_cand, LANES), C-contiguous
         The group's scores (:func:`load_lanes`: ``-inf`` for ineligible candidates, no NaN).
+        The vector loads of :mod:`sim.kernels.simd` read eight floats per row and sixteen
+        per lane's top scores without bounds checks, so ``buf`` must be this shape and
+        ``scratch`` exactly :func:`slate_scratch`'s. (Not checked here: a ``raise`` inside
+        a kernel's ``prange`` body makes numba run the loop serially.)
     n_lanes : int
         Lanes in use (the others are not read back).
     k : int
         Slate size, at least 1.
     tops : float32 (NET_MAX_SLATE, LANES)
-        Scratch: each lane's ten largest scores (:func:`top_values8`, called here).
+        Scratch: each lane's ten largest scores (:func:`top_values8`, called here unless ``k > NET_MAX_SLATE``).
     scratch : tuple
         :func:`slate_scratch` ``(n_cand, k)``.
     top_j8 : int64 (LANES, k)
@@ -294,7 +298,7 @@ def select_slates8(buf, n_lanes, k, tops, scratch, top_j8, n_top8):
     n_top8 : int64 (LANES,)
         Output: slate length per lane.
     """
-    thr, words, tl16, sel, gt_j, gt_s, top_s, top_j = scratch
+    thr, words, top16, sel_j, gt_j, gt_s, top_s, top_j = scratch
     n_cand = buf.shape[0]
     if k > NET_MAX_SLATE:
         for lane in range(n_lanes):
@@ -328,7 +332,7 @@ def select_slates8(buf, n_lanes, k, tops, scratch, top_j8, n_top8):
                     if n == k:  # more than k at or above it (ties at the k-th score): the per-lane path
                         simple = False
                         break
-                    sel[n] = w * 64 + trailing_zeros(bits)
+                    sel_j[n] = w * 64 + trailing_zeros(bits)
                     n += 1
                     bits &= bits - np.uint64(1)
                 if not simple:
@@ -339,15 +343,15 @@ def select_slates8(buf, n_lanes, k, tops, scratch, top_j8, n_top8):
                 top_j8[lane, p] = top_j[p]
             continue
         for p in range(16):
-            tl16[p] = tops[p, lane] if p < k else _NEG
+            top16[p] = tops[p, lane] if p < k else _NEG
         for a in range(n):  # rank: the lane's top scores above it, then equal ones earlier in candidate order
-            s = buf[sel[a], lane]
-            counts = count_gt_eq16(tl16, s)
+            s = buf[sel_j[a], lane]
+            counts = count_gt_eq16(top16, s)
             rank = counts & 255
             if (counts >> 8) > 1:
                 for b in range(a):
-                    rank += np.int64(buf[sel[b], lane] == s)
-            top_j8[lane, rank] = sel[a]
+                    rank += np.int64(buf[sel_j[b], lane] == s)
+            top_j8[lane, rank] = sel_j[a]
         n_top8[lane] = n
 
 

@@ -54,6 +54,7 @@ def ge_mask8(typingctx, arr, row, thr):
     ----------
     arr : float32 (n_rows, 8), C-contiguous
         One row per candidate, one column per lane (the layout of the lane kernels' score buffer).
+        Eight floats are read from the row's start whatever the array's width: callers check it.
     row : int
         The row to compare; not bounds-checked (``0 <= row < n_rows``).
     thr : float32 (8,), C-contiguous
@@ -100,6 +101,8 @@ def count_gt_eq16(typingctx, arr, v):
         ``n_gt + 256 * n_eq`` (both at most 16).
     """
     _require(arr, 1, "count_gt_eq16's arr")
+    if v != types.float32:  # a float64 would be rounded before the compare, unlike numba's own ``arr > v``
+        raise nb.errors.TypingError(f"count_gt_eq16's v must be float32, got {v}")
     sig = types.int64(arr, v)
 
     def codegen(context, builder, signature, args):
