@@ -378,8 +378,7 @@ class FeedWorld:
                         self.minhash, out_item, out_min, out_slate,
                     )  # fmt: skip
             watched = out_item >= 0
-            shown = out_slate[out_slate >= 0]
-            impressions += np.bincount(shown, minlength=it.n_items)
+            feed.add_impressions(out_slate, impressions)
             if watched.any():
                 if keep_views:  # the log's totals are then computed from these
                     logs_user.append(active[watched])
@@ -388,12 +387,11 @@ class FeedWorld:
                     logs_step.append(np.full(int(watched.sum()), step, dtype=np.int64))
                 else:
                     feed.add_views(out_item[watched], out_min[watched], item_views, item_minutes)
-                self.hourly_minutes[:, hour] += np.bincount(
-                    u.cohort[active[watched]], weights=out_min[watched], minlength=3
+                cohort_minutes = self.hourly_minutes[:, hour].copy()
+                feed.add_watch_minutes(
+                    active, out_item, out_min, u.cohort, it.creator, cohort_minutes, self.creator_minutes
                 )
-                self.creator_minutes += np.bincount(
-                    it.creator[out_item[watched]], weights=out_min[watched], minlength=self.creator_minutes.size
-                )
+                self.hourly_minutes[:, hour] = cohort_minutes
             self.agent_steps += n_act
             if self._on_substep:
                 sub_rec = (

@@ -670,3 +670,40 @@ def test_the_kernels_rows_start_on_cache_lines():
     assert (full_aligned((5, 3), 0, np.float32) == 0).all() and (full_aligned((2, 2), 7, np.uint32) == 7).all()
     with pytest.raises(ValueError, match="negative"):
         empty_aligned((-1, 16), np.float32)
+
+
+def test_online_totals_equal_bincount_bit_for_bit():
+    """add_views / add_impressions / add_watch_minutes are the engine's per-sub-step totals: bincount's sums exactly."""
+    from sim.kernels.feed import add_impressions, add_views, add_watch_minutes
+
+    rng = np.random.default_rng(8)
+    n_users, n_items, n_act, k, n_creators = 5_000, 700, 1_500, 10, 40
+    active = np.sort(rng.choice(n_users, n_act, replace=False)).astype(np.int64)
+    out_item = np.where(rng.random(n_act) < 0.8, rng.integers(0, n_items, n_act), -1).astype(np.int32)
+    out_minutes = np.where(out_item >= 0, rng.random(n_act) * 3, 0).astype(np.float32)
+    out_slate = rng.integers(0, n_items, (n_act, k)).astype(np.int32)
+    n_top = rng.integers(0, k + 1, n_act)
+    out_slate[np.arange(k)[None, :] >= n_top[:, None]] = -1  # -1 padded at the end, some slates empty
+    cohort = rng.integers(0, 3, n_users).astype(np.int8)
+    creator = rng.integers(0, n_creators, n_items).astype(np.int32)
+    watched = out_item >= 0
+
+    impressions = rng.integers(0, 50, n_items)  # totals carried over from earlier sub-steps
+    want = impressions + np.bincount(out_slate[out_slate >= 0], minlength=n_items)
+    add_impressions(out_slate, impressions)
+    np.testing.assert_array_equal(impressions, want)
+
+    views, minutes = np.zeros(n_items, dtype=np.int64), np.zeros(n_items, dtype=np.float64)
+    add_views(out_item[watched], out_minutes[watched], views, minutes)
+    np.testing.assert_array_equal(views, np.bincount(out_item[watched], minlength=n_items))
+    want_min = np.bincount(out_item[watched], weights=out_minutes[watched], minlength=n_items)
+    assert minutes.tobytes() == want_min.tobytes()
+
+    by_cohort, by_creator = rng.random(3) * 100, rng.random(n_creators) * 100
+    want_cohort = by_cohort + np.bincount(cohort[active[watched]], weights=out_minutes[watched], minlength=3)
+    want_creator = by_creator + np.bincount(
+        creator[out_item[watched]], weights=out_minutes[watched], minlength=n_creators
+    )
+    add_watch_minutes(active, out_item, out_minutes, cohort, creator, by_cohort, by_creator)
+    assert by_cohort.tobytes() == want_cohort.tobytes()
+    assert by_creator.tobytes() == want_creator.tobytes()

@@ -17,8 +17,9 @@ view_step
     state updates and the decision to go on, for every active user.
 minhash_item, item_signatures
     The MinHash function used for users' consumption sketches, and the items' signatures.
-add_views
-    Per-item totals of a sub-step's views, summed in log order (online aggregation).
+add_views, add_impressions, add_watch_minutes
+    Per-item totals of a sub-step's views and impressions, and its watched minutes by
+    cohort and by creator, summed in log order (online aggregation).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from sim.rng import _GOLDEN, Purpose, _mix, hash4, uniform
 
 __all__ = [
     "CHUNK",
+    "add_impressions",
     "add_views",
+    "add_watch_minutes",
     "block_dots",
     "profile_view_step",
     "dot16",
@@ -151,6 +154,55 @@ def add_views(item_idx, minutes, item_views, item_minutes):
         i = item_idx[r]
         item_views[i] += 1
         item_minutes[i] += np.float64(minutes[r])
+
+
+@nb.njit(cache=True)
+def add_impressions(out_slate, impressions):
+    """Add a sub-step's slates (int32 (n_act, slate_size), -1 padded) to ``impressions`` int64 (n_items,).
+
+    The same counts as ``np.bincount(out_slate[out_slate >= 0], minlength=n_items)``, in one pass and without the
+    masked copy (~1.9 -> ~0.6 ms a sub-step at 60k viewers).
+    """
+    for r in range(out_slate.shape[0]):
+        for k in range(out_slate.shape[1]):
+            i = out_slate[r, k]
+            if i >= 0:
+                impressions[i] += 1
+
+
+@nb.njit(cache=True)
+def add_watch_minutes(active_idx, out_item, out_minutes, cohort, creator, cohort_minutes, creator_minutes):
+    """Add a sub-step's watched minutes by the viewers' cohort and by the items' creator.
+
+    Parameters
+    ----------
+    active_idx : int64 (n_act,)
+    out_item : int32 (n_act,)
+        The watched item slot, -1 for none (rows without a view are skipped).
+    out_minutes : float32 (n_act,)
+    cohort : int8 (n_users,)
+    creator : int32 (n_items,)
+    cohort_minutes : float64 (n_cohorts,)
+        Updated in place: ``+=`` the sub-step's sums.
+    creator_minutes : float64 (n_creators,)
+        Updated in place, likewise.
+
+    Each sub-step's sums are formed from 0.0 in row order, then added to the
+    totals: bitwise what ``np.bincount(..., weights=...)`` of the watched rows,
+    added to the totals, gives.
+    """
+    part_cohort = np.zeros(cohort_minutes.shape[0], dtype=np.float64)
+    part_creator = np.zeros(creator_minutes.shape[0], dtype=np.float64)
+    for r in range(out_item.shape[0]):
+        i = out_item[r]
+        if i >= 0:
+            m = np.float64(out_minutes[r])
+            part_cohort[cohort[active_idx[r]]] += m
+            part_creator[creator[i]] += m
+    for c in range(part_cohort.shape[0]):
+        cohort_minutes[c] += part_cohort[c]
+    for c in range(part_creator.shape[0]):
+        creator_minutes[c] += part_creator[c]
 
 
 @nb.njit(parallel=True, cache=True)
