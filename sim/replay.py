@@ -106,7 +106,7 @@ from sim.kernels import layout as L
 from sim.record import RunRecord
 from sim.rng import root_key, spawn_generators
 from sim.scenario import COHORTS, Scenario, ScenarioError, scenario_from_dict
-from sim.state import N_MINHASH, Users, _unit_rows, make_users
+from sim.state import N_MINHASH, Users, _unit_rows, make_users, pack_session_state
 
 __all__ = [
     "COUNTERFACTUALS",
@@ -647,7 +647,7 @@ def replay_population(log: ReplayLog, scenario: Scenario, replication: int = 0) 
             if f.name not in parts:
                 parts[f.name] = np.empty((n,) + v.shape[1:], dtype=v.dtype)
             parts[f.name][idx] = v
-    users = Users(**parts)
+    users = pack_session_state(Users(**parts))
     known_age = log.user_age >= 0
     users.age[known_age] = log.user_age[known_age]
     users.opt_out_mask[:] = False  # the logs do not say who switched personalisation off
