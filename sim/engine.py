@@ -387,11 +387,9 @@ class FeedWorld:
                     logs_step.append(np.full(int(watched.sum()), step, dtype=np.int64))
                 else:
                     feed.add_views(out_item[watched], out_min[watched], item_views, item_minutes)
-                cohort_minutes = self.hourly_minutes[:, hour].copy()
-                feed.add_watch_minutes(
-                    active, out_item, out_min, u.cohort, it.creator, cohort_minutes, self.creator_minutes
+                feed.add_watch_minutes(  # the hour's column of hourly_minutes is updated in place
+                    active, out_item, out_min, u.cohort, it.creator, self.hourly_minutes[:, hour], self.creator_minutes
                 )
-                self.hourly_minutes[:, hour] = cohort_minutes
             self.agent_steps += n_act
             if self._on_substep:
                 sub_rec = (

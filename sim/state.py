@@ -112,8 +112,9 @@ class Users:
     :func:`pack_session_state` (``make_users`` calls it), strided columns of one
     (n, 8) float32 block: a view reads and writes all of them, and one 32-byte row
     per user is one cache line to fetch instead of six. Assign into them
-    (``users.time_left[:] = 0``); rebinding an attribute to a new array unpacks
-    it silently (only speed suffers).
+    (``users.time_left[:] = 0``), never rebind an attribute to a new array: the
+    packing would be lost, and ``PlatformView`` (``user_streak_minutes``,
+    ``user_time_left``) would keep reading the old one.
     """
 
     cohort: np.ndarray
@@ -332,7 +333,7 @@ def pack_session_state(users: Users) -> Users:
     that indexes or assigns into it works as before. The block starts on a cache
     line (:func:`empty_aligned`), so a user's row lies in one line. At realistic
     activity (6% of 1M users viewing) this took the fused view kernel from
-    ~930 to ~875 ns per view on one thread (``benchmarks/README.md``, stop 15).
+    933-944 to 886-888 ns per view on one thread (``benchmarks/README.md``, stop 15).
     """
     block = empty_aligned((users.n_users, _SESSION_ROW), np.float32, zero=True)
     for c, name in enumerate(SESSION_FIELDS):

@@ -731,9 +731,9 @@ def profile_view_step(
             for r0 in range(r_start, r_end, LANES):
                 n_lanes = min(LANES, r_end - r0)
                 _prefetch_users(  # the users two groups on (in this block or the next; one ahead: 2% slower)
-                    active_idx, r0 + n_lanes + LANES, r0 + n_lanes + 2 * LANES, true_interest, true_habit, true_self_control,
-                    true_intended, in_session_mask, time_left, streak, since_prompt, alerted_mask, user_hat,
-                    day_stats, cat_counts, imp_emb_sum, minhash,
+                    active_idx, r0 + n_lanes + LANES, r0 + n_lanes + 2 * LANES, true_interest, true_habit,
+                    true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt, alerted_mask,
+                    user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
                 )  # fmt: skip
                 for lane in range(LANES):  # the eight users' profiles, transposed
                     u = active_idx[r0 + min(lane, n_lanes - 1)]
