@@ -99,6 +99,27 @@ def _scenario(n_users: int, n_items: int, dim: int, n_cand: int, slate: int):
     )
 
 
+_NO_BIAS = np.zeros(0, dtype=np.float32)
+
+
+def fused_substep(w, step: int, rows, allowance, prompt_after, slate: int, n_cand: int, state, outs) -> float:
+    """Run one sub-step of the fused kernel for the users ``rows``; return its seconds (block offsets included).
+
+    ``state`` is the kernel's item and user arrays in its argument order (``emb`` .. ``minhash``), ``outs`` the
+    (out_item, out_minutes, out_slate) arrays of at least ``rows.size`` rows. The content-based ranking (no
+    bias, sharpness 1, no exploration) and unlimited ``allowance`` / ``prompt_after`` (arrays of the same length).
+    """
+    m = rows.size
+    t0 = time.perf_counter()
+    starts = feed.retrieval_blocks(rows, BLOCK_SIZE)
+    block_cand = np.empty((starts.size - 1, n_cand), dtype=np.int32)
+    feed.profile_view_step(
+        w.key, step, False, rows, starts, w.items.n_items, w.strides, BLOCK_SIZE, w.rec_key, _NO_BIAS, 1.0, 0.0,
+        allowance[:m], prompt_after[:m], slate, w.beh, *state, *(o[:m] for o in outs), block_cand,
+    )  # fmt: skip
+    return time.perf_counter() - t0
+
+
 REALISTIC_ACTIVE_SHARE = 0.06  # users viewing in a sub-step of the baseline scenario, on average (200k x 1 day:
 # 33.5 M views in 2,785 sub-steps)
 
@@ -125,7 +146,6 @@ def bench_numba(n_users: int, n_items: int, dim: int, n_cand: int, slate: int, s
     out_item = np.empty(n, dtype=np.int32)
     out_min = np.empty(n, dtype=np.float32)
     out_slate = np.empty((n, slate), dtype=np.int32)
-    no_bias = np.zeros(0, dtype=np.float32)
     state = (
         it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook, it.length_minutes, it.minhash,
         u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
@@ -136,16 +156,8 @@ def bench_numba(n_users: int, n_items: int, dim: int, n_cand: int, slate: int, s
     def fused(step: int, rows=active) -> float:
         u.in_session_mask[:] = True
         u.time_left[:] = np.float32(1e9)
-        m = rows.size
-        t0 = time.perf_counter()
-        starts = feed.retrieval_blocks(rows, BLOCK_SIZE)
-        block_cand = np.empty((starts.size - 1, n_cand), dtype=np.int32)
-        feed.profile_view_step(
-            w.key, step, False, rows, starts, it.n_items, w.strides, BLOCK_SIZE, w.rec_key, no_bias, 1.0, 0.0,
-            allowance[:m], prompt_after[:m], slate, w.beh, *state[:-3], out_item[:m], out_min[:m], out_slate[:m],
-            block_cand,
-        )  # fmt: skip
-        return (time.perf_counter() - t0) * n / m  # seconds per n agent-steps
+        seconds = fused_substep(w, step, rows, allowance, prompt_after, slate, n_cand, state[:-3], state[-3:])
+        return seconds * n / rows.size  # seconds per n agent-steps
 
     pick = np.random.default_rng(7)
     n_sparse = max(1, int(REALISTIC_ACTIVE_SHARE * n))

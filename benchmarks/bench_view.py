@@ -28,14 +28,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import time
 
 import numba as nb
 import numpy as np
-from bench_kernel import REALISTIC_ACTIVE_SHARE, _scenario, provenance
+from bench_kernel import REALISTIC_ACTIVE_SHARE, _scenario, fused_substep, provenance
 
-from sim.engine import BLOCK_SIZE, FeedWorld
-from sim.kernels import feed
+from sim.engine import FeedWorld
 
 
 def main(argv=None) -> dict:
@@ -56,7 +54,7 @@ def main(argv=None) -> dict:
     out_item = np.zeros(n, dtype=np.int32)  # zeros: --realistic writes only a prefix, and --hash reads all
     out_minutes = np.zeros(n, dtype=np.float32)
     out_slate = np.zeros((n, slate), dtype=np.int32)
-    no_bias = np.zeros(0, dtype=np.float32)
+    outs = (out_item, out_minutes, out_slate)
     items = (it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook, it.length_minutes, it.minhash)
     users = (
         u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes, u.in_session_mask, u.time_left,
@@ -72,16 +70,8 @@ def main(argv=None) -> dict:
         rows = every
         if args.realistic:
             rows = np.sort(pick.choice(n, max(1, int(REALISTIC_ACTIVE_SHARE * n)), replace=False)).astype(np.int64)
-        m = rows.size
-        t0 = time.perf_counter()
-        starts = feed.retrieval_blocks(rows, BLOCK_SIZE)
-        block_cand = np.empty((starts.size - 1, n_cand), dtype=np.int32)
-        feed.profile_view_step(
-            w.key, step, False, rows, starts, it.n_items, w.strides, BLOCK_SIZE, w.rec_key, no_bias, 1.0, 0.0,
-            allowance[:m], prompt_after[:m], slate, w.beh, *items, *users, out_item[:m], out_minutes[:m],
-            out_slate[:m], block_cand,
-        )  # fmt: skip
-        return (time.perf_counter() - t0) / m * 1e9
+        seconds = fused_substep(w, step, rows, allowance, prompt_after, slate, n_cand, (*items, *users), outs)
+        return seconds / rows.size * 1e9
 
     for step in range(3):
         sub_step(step)

@@ -106,7 +106,7 @@ from sim.kernels import layout as L
 from sim.record import RunRecord
 from sim.rng import root_key, spawn_generators
 from sim.scenario import COHORTS, Scenario, ScenarioError, scenario_from_dict
-from sim.state import N_MINHASH, Users, _unit_rows, make_users, pack_session_state
+from sim.state import N_MINHASH, Users, _unit_rows, make_users
 
 __all__ = [
     "COUNTERFACTUALS",
@@ -647,7 +647,7 @@ def replay_population(log: ReplayLog, scenario: Scenario, replication: int = 0) 
             if f.name not in parts:
                 parts[f.name] = np.empty((n,) + v.shape[1:], dtype=v.dtype)
             parts[f.name][idx] = v
-    users = pack_session_state(Users(**parts))
+    users = Users(**parts)
     known_age = log.user_age >= 0
     users.age[known_age] = log.user_age[known_age]
     users.opt_out_mask[:] = False  # the logs do not say who switched personalisation off
@@ -844,8 +844,7 @@ def replay(
     return RunRecord(
         scenario=sc, replication=replication, recommender=label, recommender_params={},
         cohort=users.cohort, age=users.age, opt_out_mask=users.opt_out_mask,
-        true_intended_minutes=np.ascontiguousarray(users.true_intended_minutes),  # a column of the session block
-        user_days=user_days, feed_days=feed_days,
+        true_intended_minutes=users.true_intended_minutes, user_days=user_days, feed_days=feed_days,
         hourly_minutes=hourly, true_interest0=users.true_interest0, true_interest=users.true_interest,
         imp_emb_sum=imp_emb_sum, minhash=minhash, agent_steps=views, creator_minutes=creator_minutes,
         extra=dict(requests=log.n_requests, views=views, sessions=int(sessions.sum()),

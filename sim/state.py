@@ -35,7 +35,6 @@ __all__ = [
     "N_MINHASH",
     "Items",
     "PlatformState",
-    "SESSION_FIELDS",
     "Users",
     "aligned_copy",
     "category_count_dtype",
@@ -44,7 +43,6 @@ __all__ = [
     "make_items",
     "make_users",
     "n_creators",
-    "pack_session_state",
     "replace_items",
 ]
 
@@ -107,14 +105,6 @@ class Users:
         Minutes of the current session (continuous use).
     since_prompt_minutes : float32 (n,)
         Minutes since the last rest prompt (or session start).
-
-    The six float32 scalars of ``SESSION_FIELDS`` are, after
-    :func:`pack_session_state` (``make_users`` calls it), strided columns of one
-    (n, 8) float32 block: a view reads and writes all of them, and one 32-byte row
-    per user is one cache line to fetch instead of six. Assign into them
-    (``users.time_left[:] = 0``), never rebind an attribute to a new array: the
-    packing would be lost, and ``PlatformView`` (``user_streak_minutes``,
-    ``user_time_left``) would keep reading the old one.
     """
 
     cohort: np.ndarray
@@ -294,7 +284,7 @@ def make_users(sc: Scenario, centroids: np.ndarray, rng: np.random.Generator) ->
     if sc.catalogue.stance_share > 0.0:  # drawn last: without stances every other draw is unchanged
         interest[:, STANCE_AXIS] = pop.stance_spread * rng.standard_normal(n)
         interest = _unit_rows(interest)
-    users = Users(
+    return Users(
         cohort=cohort,
         age=age,
         opt_out_mask=opt_out,
@@ -312,34 +302,6 @@ def make_users(sc: Scenario, centroids: np.ndarray, rng: np.random.Generator) ->
         streak_minutes=np.zeros(n, dtype=np.float32),
         since_prompt_minutes=np.zeros(n, dtype=np.float32),
     )
-    return pack_session_state(users)
-
-
-SESSION_FIELDS = (
-    "true_habit",
-    "true_self_control",
-    "true_intended_minutes",
-    "time_left",
-    "streak_minutes",
-    "since_prompt_minutes",
-)
-_SESSION_ROW = 8  # float32 per user in the block: 32 bytes, so a row never straddles a cache line
-
-
-def pack_session_state(users: Users) -> Users:
-    """Move the per-user scalars of ``SESSION_FIELDS`` into one (n, 8) float32 block, a row per user; return ``users``.
-
-    Each field becomes a strided view of its column (values unchanged), so code
-    that indexes or assigns into it works as before. The block starts on a cache
-    line (:func:`empty_aligned`), so a user's row lies in one line. At realistic
-    activity (6% of 1M users viewing) this took the fused view kernel from
-    933-944 to 886-888 ns per view on one thread (``benchmarks/README.md``, stop 15).
-    """
-    block = empty_aligned((users.n_users, _SESSION_ROW), np.float32, zero=True)
-    for c, name in enumerate(SESSION_FIELDS):
-        block[:, c] = getattr(users, name)
-        setattr(users, name, block[:, c])
-    return users
 
 
 def _draw_item_fields(sc: Scenario, centroids: np.ndarray, rng: np.random.Generator, m: int):

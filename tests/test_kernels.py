@@ -707,25 +707,3 @@ def test_online_totals_equal_bincount_bit_for_bit():
     add_watch_minutes(active, out_item, out_minutes, cohort, creator, by_cohort, by_creator)
     assert by_cohort.tobytes() == want_cohort.tobytes()
     assert by_creator.tobytes() == want_creator.tobytes()
-
-
-def test_session_scalars_share_one_aligned_block_and_keep_their_values():
-    """sim.state.pack_session_state: the six per-user scalars are columns of one (n, 8) float32 block on a cache line."""
-    from sim.state import CACHE_LINE_BYTES, SESSION_FIELDS, pack_session_state
-
-    world = FeedWorld(scenario_from_dict({"name": "packed", "seed": 4, "population": {"n_users": 3_000}}))
-    u = world.users
-    cols = [getattr(u, name) for name in SESSION_FIELDS]
-    start = cols[0].ctypes.data
-    assert start % CACHE_LINE_BYTES == 0  # a user's 32-byte row never straddles a line
-    for c, col in enumerate(cols):  # column c of one row-major (n, 8) float32 block
-        assert col.dtype == np.float32 and col.shape == (3_000,) and col.strides == (32,)
-        assert col.ctypes.data == start + 4 * c and col.base is cols[0].base
-    before = [c.copy() for c in cols]
-    pack_session_state(u)  # re-packing moves the values, unchanged
-    for name, want in zip(SESSION_FIELDS, before, strict=True):
-        np.testing.assert_array_equal(getattr(u, name), want)
-    for _ in range(8):  # the kernels write through the views
-        world.step()
-    assert (u.true_habit != before[0]).any()
-    assert u.time_left.base is u.true_habit.base
