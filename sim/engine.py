@@ -318,8 +318,8 @@ class FeedWorld:
         with _threads_for(u.n_users):
             feed.open_step(
                 self.key, tick, float(sc.clock.tick_minutes), hour, u.cohort, u.night_owl_mask, u.open_rate,
-                ACTIVITY_PROFILES, float(self.beh[L.HABIT_CUE]), self.habit_decay, u.true_habit,
-                u.in_session_mask, u.time_left, self.day_stats,
+                ACTIVITY_PROFILES, float(self.beh[L.HABIT_CUE]), self.habit_decay, u.session,
+                u.in_session_mask, self.day_stats,
             )  # fmt: skip
 
         # 2. sub-steps
@@ -359,9 +359,8 @@ class FeedWorld:
                         self.rec_key, bias, sharpness, exploration, allowance, prompt_after, k, self.beh,
                         it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
                         it.length_minutes, it.minhash,
-                        u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
-                        u.in_session_mask, u.time_left, u.streak_minutes, u.since_prompt_minutes,
-                        self.alerted_mask, pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
+                        u.true_interest, u.session, u.in_session_mask, self.alerted_mask,
+                         pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
                         self.minhash, out_item, out_min, out_slate, block_cand,
                     )  # fmt: skip
                 else:
@@ -372,9 +371,8 @@ class FeedWorld:
                         self.key, step, night, active, cand, scores, allowance, prompt_after, k, self.beh,
                         it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
                         it.length_minutes, it.minhash,
-                        u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes,
-                        u.in_session_mask, u.time_left, u.streak_minutes, u.since_prompt_minutes,
-                        self.alerted_mask, pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
+                        u.true_interest, u.session, u.in_session_mask, self.alerted_mask,
+                         pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
                         self.minhash, out_item, out_min, out_slate,
                     )  # fmt: skip
             watched = out_item >= 0

@@ -74,7 +74,8 @@ def _world_bytes(sc: Scenario) -> dict[str, float]:
         + 4 * d  # imp_emb_sum
         + 16 * 4  # minhash
         + np.dtype(category_count_dtype(sc)).itemsize * c  # category counts of today's feed
-        + 8 * 4 + 6  # scalar float32 state and masks
+        + 8 * 4  # the session block: six float32 scalars in a row of eight (sim.state.Users.session)
+        + 4 + 6  # open_rate, and the int8/int16/bool fields
     )  # fmt: skip
     fused, keeps_views = _recommender_traits(sc)
     parts = {
@@ -97,7 +98,8 @@ def _world_bytes(sc: Scenario) -> dict[str, float]:
     if sc.market is not None:
         mk = sc.market
         per_day = mk.store_visits_per_day + mk.offers_per_feed_minute * FEED_MINUTES_PER_DAY
-        parts["market state"] = n * 16 * 4 + mk.n_products * (4 * d + 24)
+        # shoppers' 16 float32 columns and the market's contiguous copy of self-control (Market._self_control)
+        parts["market state"] = n * 17 * 4 + mk.n_products * (4 * d + 24)
         from sim.market.summary import QuoteSummary
         from sim.market.world import holds_quotes
 

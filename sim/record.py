@@ -298,7 +298,7 @@ class RunRecord:
             cohort=keep(u.cohort),
             age=keep(u.age),
             opt_out_mask=keep(u.opt_out_mask),
-            true_intended_minutes=keep(u.true_intended_minutes),
+            true_intended_minutes=np.ascontiguousarray(u.true_intended_minutes),  # a column of the session block
             user_days=world.user_days,
             feed_days=world.feed_days,
             hourly_minutes=world.hourly_minutes.copy(),

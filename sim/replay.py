@@ -643,6 +643,8 @@ def replay_population(log: ReplayLog, scenario: Scenario, replication: int = 0) 
         data["population"]["shares"] = {k: float(k == name) for k in COHORTS}
         sub = make_users(scenario_from_dict(data, source="<replay>"), centroids, gens[f"replay:population:{name}"])
         for f in dataclasses.fields(Users):
+            if not f.init:  # the session block: Users builds it from the fields
+                continue
             v = getattr(sub, f.name)
             if f.name not in parts:
                 parts[f.name] = np.empty((n,) + v.shape[1:], dtype=v.dtype)
@@ -826,9 +828,8 @@ def replay(
                 feed.view_step(
                     key, step, night, active, cand, scores, inf, inf, k, beh,
                     log.item_embedding, log.item_category, harmful, quality, hook, log.item_length_minutes,
-                    item_minhash, users.true_interest, users.true_habit, users.true_self_control,
-                    users.true_intended_minutes, users.in_session_mask, users.time_left, users.streak_minutes,
-                    users.since_prompt_minutes, alerted, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
+                    item_minhash, users.true_interest, users.session, users.in_session_mask, alerted, user_hat,
+                    day_stats, cat_counts, imp_emb_sum, minhash,
                     out_item, out_min, out_slate,
                 )  # fmt: skip
             views += n_act

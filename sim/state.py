@@ -18,6 +18,8 @@ ACTIVITY_PROFILES
     Relative hourly opening rates by cohort and chronotype, shape (3, 2, 24).
 empty_aligned, full_aligned, aligned_copy
     Arrays whose data start on a cache line (the kernels' per-user and per-item rows).
+session_block
+    The view kernels' per-user session scalars as one (n, 8) float32 block.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.kernels import layout as L
 from sim.kernels.feed import item_signatures
 from sim.scenario import COHORTS, Scenario
 
@@ -44,6 +47,7 @@ __all__ = [
     "make_users",
     "n_creators",
     "replace_items",
+    "session_block",
 ]
 
 N_MINHASH = 16  # MinHash signature length per user (Jaccard standard error ~ 1/sqrt(16))
@@ -105,6 +109,17 @@ class Users:
         Minutes of the current session (continuous use).
     since_prompt_minutes : float32 (n,)
         Minutes since the last rest prompt (or session start).
+    session : float32 (n, N_SESSION)
+        Set on construction, not passed: the six fields of
+        ``sim.kernels.layout.SESSION_FIELDS`` (habit .. minutes since the prompt)
+        as the columns ``S_HABIT`` .. ``S_SINCE_PROMPT`` of one block, a 32-byte
+        row per user starting on a cache line (:func:`empty_aligned`). Those six
+        attributes are then strided views of its columns, and the view kernels
+        take the block itself: one cache line per user and view instead of six
+        (at realistic activity ~6% of a view, ``benchmarks/README.md``, stop 16).
+        Assign into the six (``users.time_left[:] = 0``), never rebind them to
+        new arrays: the kernels would not see the new ones, nor would
+        ``PlatformView`` (``user_streak_minutes``, ``user_time_left``).
     """
 
     cohort: np.ndarray
@@ -121,6 +136,12 @@ class Users:
     time_left: np.ndarray
     streak_minutes: np.ndarray
     since_prompt_minutes: np.ndarray
+    session: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.session = session_block(*(getattr(self, name) for name in L.SESSION_FIELDS))
+        for c, name in enumerate(L.SESSION_FIELDS):
+            setattr(self, name, self.session[:, c])
 
     @property
     def n_users(self) -> int:
@@ -217,6 +238,24 @@ def empty_aligned(shape: tuple[int, ...], dtype, zero: bool = False) -> np.ndarr
     buf = (np.zeros if zero else np.empty)(n_bytes + CACHE_LINE_BYTES, dtype=np.uint8)
     start = (-buf.ctypes.data) % CACHE_LINE_BYTES
     return buf[start : start + n_bytes].view(dtype).reshape(shape)
+
+
+def session_block(
+    true_habit, true_self_control, true_intended_minutes, time_left, streak_minutes, since_prompt_minutes
+) -> np.ndarray:
+    """Return the view kernels' session block float32 (n, N_SESSION) holding these six (n,) arrays as its columns.
+
+    The columns are ``sim.kernels.layout.S_HABIT`` .. ``S_SINCE_PROMPT``, in the
+    order of the arguments (``SESSION_FIELDS``); the two spare columns are 0. The
+    block starts on a cache line (:func:`empty_aligned`), so each user's 32-byte row
+    lies in one line. :class:`Users` builds its own; tests and benchmarks that call
+    the kernels on made-up users use this.
+    """
+    cols = (true_habit, true_self_control, true_intended_minutes, time_left, streak_minutes, since_prompt_minutes)
+    block = empty_aligned((np.shape(true_habit)[0], L.N_SESSION), np.float32, zero=True)
+    for c, values in enumerate(cols):
+        block[:, c] = values
+    return block
 
 
 def full_aligned(shape: tuple[int, ...], fill_value, dtype) -> np.ndarray:

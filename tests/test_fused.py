@@ -8,11 +8,10 @@ import pytest
 
 from sim.engine import BLOCK_SIZE, MAX_SUBSTEPS, FeedWorld
 from sim.kernels import feed, scoring
+from sim.kernels import layout as L
 from sim.scenario import scenario_from_dict
 
-_STATE = (
-    "true_interest", "true_habit", "in_session_mask", "time_left", "streak_minutes", "since_prompt_minutes",
-)  # fmt: skip
+_STATE = ("true_interest", "session", "in_session_mask")
 _WORLD = ("alerted_mask", "day_stats", "cat_counts", "imp_emb_sum", "minhash")
 
 
@@ -49,9 +48,9 @@ def _state(w, rng):
     s["user_hat"] = w.platform.user_hat.copy()
     n = u.n_users
     s["in_session_mask"][:] = True
-    s["time_left"][:] = 10.0
-    s["streak_minutes"] = (rng.random(n) * 90).astype(np.float32)
-    s["since_prompt_minutes"] = (rng.random(n) * 45).astype(np.float32)
+    s["session"][:, L.S_TIME_LEFT] = 10.0
+    s["session"][:, L.S_STREAK] = rng.random(n) * 90
+    s["session"][:, L.S_SINCE_PROMPT] = rng.random(n) * 45
     return s
 
 
@@ -66,15 +65,13 @@ def _gates(rng, n_act):
 
 
 def _run(w, s, active, step, night, allowance, prompt_after, bias, sharpness, exploration, fused):
-    it, u, k = w.items, w.users, w.scenario.recommender.slate_size
+    it, k = w.items, w.scenario.recommender.slate_size
     n_act, n_cand = active.size, w.scenario.recommender.n_candidates
     out_item = np.empty(n_act, dtype=np.int32)
     out_min = np.empty(n_act, dtype=np.float32)
     out_slate = np.empty((n_act, k), dtype=np.int32)
     state = (
-        s["true_interest"], s["true_habit"], u.true_self_control, u.true_intended_minutes,
-        s["in_session_mask"], s["time_left"], s["streak_minutes"], s["since_prompt_minutes"], s["alerted_mask"],
-        s["user_hat"], s["day_stats"], s["cat_counts"], s["imp_emb_sum"], s["minhash"],
+        s["true_interest"], s["session"], s["in_session_mask"], s["alerted_mask"], s["user_hat"], s["day_stats"], s["cat_counts"], s["imp_emb_sum"], s["minhash"],
     )  # fmt: skip
     items = (it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook, it.length_minutes, it.minhash)
     if fused:

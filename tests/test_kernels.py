@@ -30,7 +30,7 @@ from sim.kernels import layout as L
 from sim.kernels.expo import EXP_MIN, exp_nonpos, exp_nonpos_np
 from sim.kernels.feed import item_signatures
 from sim.rng import Purpose, hash4, root_key, uniform, uniform_np
-from sim.state import ACTIVITY_PROFILES, N_MINHASH
+from sim.state import ACTIVITY_PROFILES, N_MINHASH, session_block
 
 P_MIN = 1e-4  # p-value threshold of the chi-square tests
 Z = 4.0  # standard errors allowed for means and shares
@@ -203,10 +203,7 @@ def world():
     return _world_state()
 
 
-_USER_STATE = (
-    "true_interest", "true_habit", "in_session_mask", "time_left", "streak_minutes",
-    "since_prompt_minutes",
-)  # fmt: skip
+_USER_STATE = ("true_interest", "session", "in_session_mask")
 
 
 def _copy_state(w, rng):
@@ -215,9 +212,9 @@ def _copy_state(w, rng):
     n = u.n_users
     s = {name: getattr(u, name).copy() for name in _USER_STATE}
     s["in_session_mask"] = rng.random(n) < 0.8
-    s["time_left"] = (rng.random(n) * 15).astype(np.float32)
-    s["streak_minutes"] = (rng.random(n) * 90).astype(np.float32)
-    s["since_prompt_minutes"] = (rng.random(n) * 45).astype(np.float32)
+    s["session"][:, L.S_TIME_LEFT] = rng.random(n) * 15
+    s["session"][:, L.S_STREAK] = rng.random(n) * 90
+    s["session"][:, L.S_SINCE_PROMPT] = rng.random(n) * 45
     s["alerted_mask"] = rng.random(n) < 0.3
     s["user_hat"] = w.platform.user_hat.copy()
     s["day_stats"] = w.day_stats.copy()
@@ -248,13 +245,38 @@ def _assert_twin_close(got, want, rows_ok, tag):
             np.testing.assert_array_equal(a, b, err_msg=f"{tag}: {name}")
 
 
+def test_session_scalars_are_columns_of_one_aligned_block_the_kernels_write_through():
+    """``Users.session`` holds the six per-view scalars; the ``Users`` attributes are views of its columns."""
+    sc = scenario_from_dict({"seed": 3, "population": {"n_users": 500}, "catalogue": {"n_items": 300}})
+    w = FeedWorld(sc)
+    u = w.users
+    assert u.session.shape == (500, L.N_SESSION) and u.session.dtype == np.float32
+    assert u.session.flags.c_contiguous and u.session.ctypes.data % 64 == 0  # a 32-byte row within one cache line
+    for c, name in enumerate(L.SESSION_FIELDS):
+        col = getattr(u, name)
+        assert col.base is u.session or np.shares_memory(col, u.session), name
+        assert col.ctypes.data == u.session[:, c].ctypes.data, name
+    assert (u.session[:, L.N_SESSION - 2 :] == 0.0).all()  # the spare columns
+    habit0 = u.true_habit.copy()
+    minutes0 = u.streak_minutes.copy()
+    with _one_thread():
+        for _ in range(80):  # to 20:00: sessions open, views happen
+            w.step()
+    assert not np.array_equal(u.true_habit, habit0)  # open_step and the view kernel wrote through the views
+    assert not np.array_equal(u.streak_minutes, minutes0)
+    assert np.array_equal(u.true_habit, u.session[:, L.S_HABIT])
+    # a record keeps its own contiguous copy of the intended minutes, not a view that pins the block
+    rec = simulate(sc.with_values({"clock.days": 1}))
+    assert rec.true_intended_minutes.flags.c_contiguous and rec.true_intended_minutes.base is None
+
+
 @pytest.mark.parametrize("tick", [2, 75, 90])
 def test_open_step_matches_twin(world, tick):
     w = world
     u = w.users
     rng = np.random.default_rng(tick)
     base = _copy_state(w, rng)
-    base["true_habit"] = (rng.random(u.n_users) * 3).astype(np.float32)
+    base["session"][:, L.S_HABIT] = rng.random(u.n_users) * 3
     hour = (tick * w.scenario.clock.tick_minutes) // 60
     results = []
     for impl in (feed, reference):
@@ -262,7 +284,7 @@ def test_open_step_matches_twin(world, tick):
         impl.open_step(
             w.key, tick, float(w.scenario.clock.tick_minutes), hour, u.cohort, u.night_owl_mask,
             u.open_rate * np.float32(3.0), ACTIVITY_PROFILES, float(w.beh[L.HABIT_CUE]),
-            w.habit_decay, s["true_habit"], s["in_session_mask"], s["time_left"], s["day_stats"],
+            w.habit_decay, s["session"], s["in_session_mask"], s["day_stats"],
         )  # fmt: skip
         results.append(s)
     got, want = results
@@ -299,7 +321,7 @@ def _view_inputs(w, rng, step):
 
 def _run_view(impl, w, before, step, night, inputs):
     """Run ``impl.view_step`` on a copy of ``before``; return the new state and the outputs."""
-    u, it = w.users, w.items
+    it = w.items
     active, cand, scores, allowance, prompt_after, k = inputs
     n = active.size
     s = _clone(before)
@@ -312,9 +334,7 @@ def _run_view(impl, w, before, step, night, inputs):
         w.key, step, night, active, cand, scores, allowance, prompt_after, k, w.beh,
         it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
         it.length_minutes, it.minhash,
-        s["true_interest"], s["true_habit"], u.true_self_control, u.true_intended_minutes,
-        s["in_session_mask"], s["time_left"], s["streak_minutes"], s["since_prompt_minutes"],
-        s["alerted_mask"], s["user_hat"], s["day_stats"], s["cat_counts"], s["imp_emb_sum"],
+        s["true_interest"], s["session"], s["in_session_mask"], s["alerted_mask"], s["user_hat"], s["day_stats"], s["cat_counts"], s["imp_emb_sum"],
         s["minhash"], o["out_item"], o["out_minutes"], o["out_slate"],
     )  # fmt: skip
     return {**s, **o}
@@ -405,11 +425,15 @@ def test_choice_and_continuation_match_closed_form():
     habit0, self_control, intended = 0.5, 0.4, 1e4
     state = dict(
         true_interest=interest,
-        true_habit=np.full(n, habit0, dtype=np.float32),
+        session=session_block(
+            np.full(n, habit0),
+            np.full(n, self_control),
+            np.full(n, intended),
+            np.full(n, 15.0),
+            np.zeros(n),
+            np.zeros(n),
+        ),
         in_session_mask=np.ones(n, dtype=np.bool_),
-        time_left=np.full(n, 15.0, dtype=np.float32),
-        streak=np.zeros(n, dtype=np.float32),
-        since_prompt=np.zeros(n, dtype=np.float32),
         alerted=np.zeros(n, dtype=np.bool_),
         user_hat=np.zeros((n, dim), dtype=np.float32),
         day_stats=np.zeros((n, L.N_DAY), dtype=np.float32),
@@ -429,9 +453,7 @@ def test_choice_and_continuation_match_closed_form():
         root_key(5), 17, False, active, cand, scores, inf, inf, k, beh,
         emb, np.array([0, 1, 2, 0, 1], dtype=np.int32), np.zeros(k, dtype=np.bool_), quality, hook,
         length, item_signatures(np.arange(k, dtype=np.int64), N_MINHASH),
-        s["true_interest"], s["true_habit"], np.full(n, self_control, dtype=np.float32),
-        np.full(n, intended, dtype=np.float32), s["in_session_mask"], s["time_left"], s["streak"],
-        s["since_prompt"], s["alerted"], s["user_hat"], s["day_stats"], s["cat_counts"],
+        s["true_interest"], s["session"], s["in_session_mask"], s["alerted"], s["user_hat"], s["day_stats"], s["cat_counts"],
         s["imp_emb_sum"], s["minhash"], out_item, out_min, out_slate,
     )  # fmt: skip
     assert (out_slate == np.arange(k)).all()

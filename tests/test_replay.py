@@ -269,9 +269,7 @@ def test_replay_equals_direct_view_step(tiny):
             inf, inf, slate.size, beh, log.item_embedding, log.item_category, log.item_harmful_mask,
             log.item_quality if log.item_quality is not None else np.zeros(6, np.float32), hook,
             log.item_length_minutes, feed.item_signatures(log.item_id, N_MINHASH), users.true_interest,
-            users.true_habit, users.true_self_control,
-            users.true_intended_minutes, users.in_session_mask, users.time_left, users.streak_minutes,
-            users.since_prompt_minutes, alerted, user_hat, day_stats, cat_counts, imp, minhash, *out,
+            users.session, users.in_session_mask, alerted, user_hat, day_stats, cat_counts, imp, minhash, *out,
         )  # fmt: skip
         assert np.array_equal(out[2][0], slate)  # the logged slate, in the logged order
     for u, (_, _, _, d) in seen.items():

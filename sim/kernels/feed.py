@@ -69,7 +69,7 @@ _MINHASH_SALT = np.uint64(0x5EED5EED)
 @nb.njit(parallel=True, cache=True)
 def open_step(
     key, tick, tick_minutes, hour, cohort, night_owl_mask, open_rate, profiles, habit_cue,
-    habit_decay, habit, in_session_mask, time_left, day_stats,
+    habit_decay, session, in_session_mask, day_stats,
 ):  # fmt: skip
     """Advance every user by one tick's opening decision.
 
@@ -91,28 +91,28 @@ def open_step(
         Relative increase of the opening rate per unit of habit (hours/day).
     habit_decay : float
         Multiplicative habit decay per tick.
-    habit : float32 (n_users,)
-        Updated in place.
+    session : float32 (n_users, N_SESSION)
+        Updated in place (:mod:`sim.kernels.layout`): every habit decays; in-session
+        users get ``tick_minutes`` more tick time; openers get a uniform share of
+        the tick (they open part-way through it).
     in_session_mask : bool (n_users,)
         Updated in place: openers enter a session.
-    time_left : float32 (n_users,)
-        Updated in place: in-session users get ``tick_minutes`` more; openers
-        get a uniform share of the tick (they open part-way through it).
     day_stats : float32 (n_users, N_DAY)
         The SESSIONS column is incremented for openers.
     """
     n = cohort.shape[0]
     for u in nb.prange(n):
-        habit[u] = np.float32(habit[u] * habit_decay)
+        habit = np.float32(session[u, L.S_HABIT] * habit_decay)
+        session[u, L.S_HABIT] = habit
         if in_session_mask[u]:
-            time_left[u] = np.float32(time_left[u] + tick_minutes)
+            session[u, L.S_TIME_LEFT] = np.float32(session[u, L.S_TIME_LEFT] + tick_minutes)
         else:
             owl = 1 if night_owl_mask[u] else 0
-            rate = open_rate[u] * profiles[cohort[u], owl, hour] * (1.0 + habit_cue * habit[u])
+            rate = open_rate[u] * profiles[cohort[u], owl, hour] * (1.0 + habit_cue * habit)
             p = 1.0 - math.exp(-rate)
             if uniform(key, tick, u, _P_OPEN) < p:
                 in_session_mask[u] = True
-                time_left[u] = np.float32(tick_minutes * uniform(key, tick, u, _P_OFFSET))
+                session[u, L.S_TIME_LEFT] = np.float32(tick_minutes * uniform(key, tick, u, _P_OFFSET))
                 day_stats[u, L.SESSIONS] += 1.0
 
 
@@ -274,18 +274,18 @@ def _sigmoid(z):
 
 
 @nb.njit(inline="always", cache=True)
-def _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask):
+def _end_session(u, in_session_mask, session, alerted_mask):
     in_session_mask[u] = False
-    time_left[u] = 0.0
-    streak[u] = 0.0
-    since_prompt[u] = 0.0
+    session[u, L.S_TIME_LEFT] = 0.0
+    session[u, L.S_STREAK] = 0.0
+    session[u, L.S_SINCE_PROMPT] = 0.0
     alerted_mask[u] = False
 
 
 @nb.njit(inline="always", cache=True)
 def _prefetch_users(
-    active_idx, lo, hi, true_interest, true_habit, true_self_control, true_intended, in_session_mask, time_left,
-    streak, since_prompt, alerted_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
+    active_idx, lo, hi, true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats, cat_counts,
+    imp_emb_sum, minhash,
 ):  # fmt: skip
     """Prefetch the rows of users ``active_idx[lo:hi]`` that a view reads and writes (:mod:`sim.kernels.prefetch`).
 
@@ -305,20 +305,15 @@ def _prefetch_users(
         prefetch_row(cat_counts, u)
         prefetch_row(imp_emb_sum, u)
         prefetch_row(minhash, u)
-        prefetch_row(true_habit, u)
-        prefetch_row(true_self_control, u)
-        prefetch_row(true_intended, u)
+        prefetch_row(session, u)
         prefetch_row(in_session_mask, u)
-        prefetch_row(time_left, u)
-        prefetch_row(streak, u)
-        prefetch_row(since_prompt, u)
         prefetch_row(alerted_mask, u)
 
 
 @nb.njit(inline="always", cache=True)
 def _gate(
-    r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, time_left, streak,
-    since_prompt, alerted_mask, out_item, out_minutes, out_slate,
+    r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, session, alerted_mask,
+    out_item, out_minutes, out_slate,
 ):  # fmt: skip
     """Reset row ``r``'s outputs; refuse, prompt or let user ``u`` view. Return whether the view goes on."""
     out_item[r] = -1
@@ -327,20 +322,21 @@ def _gate(
         out_slate[r, k] = -1
     if allowance[r] <= 0.0:
         day_stats[u, L.BLOCKED] += 1.0
-        _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+        _end_session(u, in_session_mask, session, alerted_mask)
         return False
     # A session past 30 minutes since the last prompt whose platform would not prompt by then
     # is an unprompted streak, even if a (late) prompt follows now.
     alert = beh[L.STREAK_ALERT]
-    if since_prompt[u] >= alert and not alerted_mask[u] and prompt_after[r] > alert:
+    since_prompt = session[u, L.S_SINCE_PROMPT]
+    if since_prompt >= alert and not alerted_mask[u] and prompt_after[r] > alert:
         day_stats[u, L.UNPROMPTED_STREAKS] += 1.0
         alerted_mask[u] = True
-    if since_prompt[u] >= prompt_after[r]:
+    if since_prompt >= prompt_after[r]:
         day_stats[u, L.PROMPTS] += 1.0
-        since_prompt[u] = 0.0
+        session[u, L.S_SINCE_PROMPT] = 0.0
         alerted_mask[u] = False
         if uniform(key, step, u, _P_PROMPT) < beh[L.PROMPT_COMPLY]:
-            _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+            _end_session(u, in_session_mask, session, alerted_mask)
             return False
     return True
 
@@ -412,7 +408,7 @@ def _util_size(slate_size):
 
 
 @nb.njit(inline="always", cache=True)
-def _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak):
+def _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, session):
     """Logit choice among the slate and leaving (inverse CDF); return the slate position, -1 to leave.
 
     ``util`` (``_util_size(slate_size)``,) holds leaving at 0 and the slate at
@@ -421,7 +417,7 @@ def _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true
     the total, which leaves it unchanged.
     """
     temp = beh[L.TEMPERATURE]
-    umax = (beh[L.LEAVE_U] + beh[L.FATIGUE_W] * streak[u] / 60.0) / temp
+    umax = (beh[L.LEAVE_U] + beh[L.FATIGUE_W] * session[u, L.S_STREAK] / 60.0) / temp
     util[0] = umax
     for k in range(n_top):
         i = slate_i[k]
@@ -454,8 +450,8 @@ def _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true
 @nb.njit(inline="always", cache=True)
 def _watch(
     r, u, key, step, night, i, match_i, allowance, beh, emb, harmful_mask, true_quality, true_hook,
-    length_minutes, item_minhash, true_interest, true_habit, true_self_control, true_intended, in_session_mask,
-    time_left, streak, since_prompt, alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
+    length_minutes, item_minhash, true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats,
+    minhash, out_item, out_minutes,
 ):  # fmt: skip
     """User ``u`` watches item ``i`` (true match ``match_i``): minutes, learning, and the decision to go on.
 
@@ -474,15 +470,18 @@ def _watch(
     day_stats[u, L.VIEWS] += 1.0
     if night:
         day_stats[u, L.NIGHT_MINUTES] += minutes
-    over = after - max(before, true_intended[u])
+    intended = session[u, L.S_INTENDED]
+    over = after - max(before, intended)
     if over > 0.0:
         day_stats[u, L.REGRET_MINUTES] += np.float32(min(over, minutes))
     if harmful_mask[i]:
         day_stats[u, L.HARMFUL_VIEWS] += 1.0
-    streak[u] = np.float32(streak[u] + minutes)
-    since_prompt[u] = np.float32(since_prompt[u] + minutes)
-    time_left[u] = np.float32(time_left[u] - minutes)
-    true_habit[u] = np.float32(true_habit[u] + beh[L.HABIT_GAIN] * minutes)
+    streak = np.float32(session[u, L.S_STREAK] + minutes)
+    habit = np.float32(session[u, L.S_HABIT] + beh[L.HABIT_GAIN] * minutes)
+    session[u, L.S_STREAK] = streak
+    session[u, L.S_SINCE_PROMPT] = np.float32(session[u, L.S_SINCE_PROMPT] + minutes)
+    session[u, L.S_TIME_LEFT] = np.float32(session[u, L.S_TIME_LEFT] - minutes)
+    session[u, L.S_HABIT] = habit
 
     # learning: the platform's profile, and the user's interest drift
     a = beh[L.HAT_RATE] * share
@@ -503,25 +502,23 @@ def _watch(
         minhash[u, k] = min(minhash[u, k], item_minhash[i, k])
 
     # go on?
-    ratio = after / true_intended[u] - 1.0
+    ratio = after / intended - 1.0
     z = (
         beh[L.CONT_BASE]
-        + beh[L.CONT_HABIT] * true_habit[u]
+        + beh[L.CONT_HABIT] * habit
         + beh[L.CONT_HOOK] * true_hook[i]
-        - beh[L.CONT_FATIGUE] * streak[u] / 60.0
-        - beh[L.CONT_SELF] * true_self_control[u] * (0.5 + max(ratio, 0.0))
+        - beh[L.CONT_FATIGUE] * streak / 60.0
+        - beh[L.CONT_SELF] * session[u, L.S_SELF_CONTROL] * (0.5 + max(ratio, 0.0))
     )
     if uniform(key, step, u, _P_CONT) >= _sigmoid(z):
-        _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+        _end_session(u, in_session_mask, session, alerted_mask)
 
 
 @nb.njit(parallel=True, cache=True)
 def view_step(
     key, step, night, active_idx, cand_idx, scores, allowance, prompt_after, slate_size, beh,
     emb, category, harmful_mask, true_quality, true_hook, length_minutes, item_minhash,
-    true_interest, true_habit, true_self_control, true_intended, in_session_mask, time_left,
-    streak, since_prompt, alerted_mask,
-    user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
+    true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
     out_item, out_minutes, out_slate,
 ):  # fmt: skip
     """One view for every active user: show a slate, choose, watch, maybe go on.
@@ -555,9 +552,11 @@ def view_step(
         (uint32, (n_items, K): :func:`item_signatures` of the unique ids).
     true_interest : float32 (n_users, D)
         Updated in place (drift toward consumed items).
-    true_habit, true_self_control, true_intended : float32 (n_users,)
-        Habit is updated in place.
-    in_session_mask, time_left, streak, since_prompt, alerted_mask : (n_users,)
+    session : float32 (n_users, N_SESSION)
+        Habit, self-control, intended minutes a day, tick time left, streak and
+        minutes since the last prompt (:mod:`sim.kernels.layout`); all but
+        self-control and intended minutes are updated in place.
+    in_session_mask, alerted_mask : bool (n_users,)
         Session state, updated in place.
     user_hat : float32 (n_users, D)
         The platform's profile, updated in place from the watched item.
@@ -595,8 +594,7 @@ def view_step(
             r0 = g * LANES
             n_lanes = min(LANES, n_act - r0)
             _prefetch_users(
-                active_idx, r0 + LANES, r0 + 2 * LANES, true_interest, true_habit, true_self_control, true_intended,
-                in_session_mask, time_left, streak, since_prompt, alerted_mask, user_hat, day_stats, cat_counts,
+                active_idx, r0 + LANES, r0 + 2 * LANES, true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats, cat_counts,
                 imp_emb_sum, minhash,
             )  # fmt: skip
             load_lanes(scores, r0, n_lanes, buf)
@@ -606,20 +604,20 @@ def view_step(
                 r = r0 + lane
                 u = active_idx[r]
                 if not _gate(
-                    r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, time_left,
-                    streak, since_prompt, alerted_mask, out_item, out_minutes, out_slate,
+                    r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, session,
+                    alerted_mask, out_item, out_minutes, out_slate,
                 ):  # fmt: skip
                     continue
                 n_top = n_top8[lane]
                 if n_top == 0:
-                    _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+                    _end_session(u, in_session_mask, session, alerted_mask)
                     continue
                 _impressions(r, u, cand_idx[r], top_j8[lane], n_top, emb, category, harmful_mask, slate_i, row_emb,
                              cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
                 _slate_match(u, slate_i, n_top, emb, true_interest, match32)
-                pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak)
+                pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, session)
                 if pick < 0:
-                    _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+                    _end_session(u, in_session_mask, session, alerted_mask)
                     continue
                 pick_i[lane] = slate_i[pick]
                 pick_match[lane] = np.float64(match32[pick])
@@ -629,8 +627,7 @@ def view_step(
                 _watch(
                     r0 + lane, active_idx[r0 + lane], key, step, night, pick_i[lane], pick_match[lane], allowance,
                     beh, emb, harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest,
-                    true_habit, true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt,
-                    alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
+                    session, in_session_mask, alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
                 )  # fmt: skip
 
 
@@ -660,8 +657,7 @@ def profile_view_step(
     key, step, night, active_idx, block_starts, n_items, strides, block_size,
     rec_key, item_bias, sharpness, exploration, allowance, prompt_after, slate_size, beh,
     emb, category, harmful_mask, true_quality, true_hook, length_minutes, item_minhash,
-    true_interest, true_habit, true_self_control, true_intended, in_session_mask, time_left,
-    streak, since_prompt, alerted_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
+    true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
     out_item, out_minutes, out_slate, out_cand,
 ):  # fmt: skip
     """Run retrieval, a profile-match ranking and :func:`view_step` in one pass over the retrieval blocks.
@@ -717,9 +713,8 @@ def profile_view_step(
         row_emb = np.empty(dim, dtype=np.float32)
         r_first = block_starts[ch * _BLOCKS_PER_CHUNK]
         _prefetch_users(  # the chunk's first two groups (the later ones are prefetched two groups ahead)
-            active_idx, r_first, r_first + 2 * LANES, true_interest, true_habit, true_self_control, true_intended,
-            in_session_mask, time_left, streak, since_prompt, alerted_mask, user_hat, day_stats, cat_counts,
-            imp_emb_sum, minhash,
+            active_idx, r_first, r_first + 2 * LANES, true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats, cat_counts,
+                imp_emb_sum, minhash,
         )  # fmt: skip
         for b in range(ch * _BLOCKS_PER_CHUNK, min(n_blocks, (ch + 1) * _BLOCKS_PER_CHUNK)):
             cand = out_cand[b]
@@ -731,8 +726,7 @@ def profile_view_step(
             for r0 in range(r_start, r_end, LANES):
                 n_lanes = min(LANES, r_end - r0)
                 _prefetch_users(  # the users two groups on (in this block or the next; one ahead: 2% slower)
-                    active_idx, r0 + n_lanes + LANES, r0 + n_lanes + 2 * LANES, true_interest, true_habit,
-                    true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt, alerted_mask,
+                    active_idx, r0 + n_lanes + LANES, r0 + n_lanes + 2 * LANES, true_interest, session, in_session_mask, alerted_mask,
                     user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
                 )  # fmt: skip
                 for lane in range(LANES):  # the eight users' profiles, transposed
@@ -759,20 +753,20 @@ def profile_view_step(
                     r = r0 + lane
                     u = active_idx[r]
                     if not _gate(
-                        r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, time_left,
-                        streak, since_prompt, alerted_mask, out_item, out_minutes, out_slate,
+                        r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, session,
+                    alerted_mask, out_item, out_minutes, out_slate,
                     ):  # fmt: skip
                         continue
                     n_top = n_top8[lane]
                     if n_top == 0:
-                        _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+                        _end_session(u, in_session_mask, session, alerted_mask)
                         continue
                     _impressions(r, u, cand, top_j8[lane], n_top, emb, category, harmful_mask, slate_i, row_emb,
                                  cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
                     _slate_match(u, slate_i, n_top, emb, true_interest, match32)
-                    pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, streak)
+                    pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, session)
                     if pick < 0:
-                        _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask)
+                        _end_session(u, in_session_mask, session, alerted_mask)
                         continue
                     pick_i[lane] = slate_i[pick]
                     pick_match[lane] = np.float64(match32[pick])
@@ -782,6 +776,5 @@ def profile_view_step(
                     _watch(
                         r0 + lane, active_idx[r0 + lane], key, step, night, pick_i[lane], pick_match[lane], allowance,
                         beh, emb, harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest,
-                        true_habit, true_self_control, true_intended, in_session_mask, time_left, streak, since_prompt,
-                        alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
+                    session, in_session_mask, alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
                     )  # fmt: skip

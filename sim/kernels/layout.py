@@ -1,8 +1,11 @@
 """Column layouts shared by the kernels, their twins and the engine.
 
 ``day_stats`` is a float32 array of shape (n_users, N_DAY): one row per user,
-so the kernel's writes for one user stay in one cache line. ``beh`` packs the
-behaviour parameters into a float64 vector read by the kernels.
+so the kernel's writes for one user stay in one cache line. ``session`` is a
+float32 array of shape (n_users, N_SESSION) holding the six per-user scalars of a
+view (habit, self-control, intended minutes, tick time left, streak, minutes since
+the last prompt), one 32-byte row per user. ``beh`` packs the behaviour
+parameters into a float64 vector read by the kernels.
 """
 
 from __future__ import annotations
@@ -38,6 +41,24 @@ DAY_COLUMNS = (
     "unprompted_streaks",
     "blocked",
     "sessions",
+)
+
+# session block columns: float32 (n_users, N_SESSION), the per-user scalars a view reads and writes, one row per
+# user (``sim.state.Users.session``; the six ``Users`` fields of SESSION_FIELDS are strided views of its columns)
+S_HABIT = 0  # true_habit
+S_SELF_CONTROL = 1  # true_self_control
+S_INTENDED = 2  # true_intended_minutes
+S_TIME_LEFT = 3  # time_left
+S_STREAK = 4  # streak_minutes
+S_SINCE_PROMPT = 5  # since_prompt_minutes
+N_SESSION = 8  # six used and two spare: a 32-byte row never straddles a cache line
+SESSION_FIELDS = (
+    "true_habit",
+    "true_self_control",
+    "true_intended_minutes",
+    "time_left",
+    "streak_minutes",
+    "since_prompt_minutes",
 )
 
 # beh vector entries

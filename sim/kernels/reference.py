@@ -104,7 +104,7 @@ def _u(key, tick, agent, purpose) -> float:
 
 def open_step(
     key, tick, tick_minutes, hour, cohort, night_owl_mask, open_rate, profiles, habit_cue,
-    habit_decay, habit, in_session_mask, time_left, day_stats,
+    habit_decay, session, in_session_mask, day_stats,
 ):  # fmt: skip
     """Twin of :func:`sim.kernels.feed.open_step` (same arguments, same in-place updates).
 
@@ -113,6 +113,7 @@ def open_step(
     ``1 - exp(-rate)``, ``rate = open_rate * profile[cohort, owl, hour] *
     (1 + habit_cue * habit)``, starting at a uniform point of the tick.
     """
+    habit, _, _, time_left, _, _ = _session_columns(session)
     n = cohort.shape[0]
     for u in range(n):
         habit[u] = _F32(float(habit[u]) * habit_decay)
@@ -145,6 +146,12 @@ def draw_candidates(key, step, active_idx, n_items, strides, block_size, out):
     out[:] = ((start[:, None] + j[None, :] * stride[:, None]) % n_items).astype(np.int32)
 
 
+def _session_columns(session: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Return views of the session block's columns: habit, self-control, intended, time left, streak, since prompt."""
+    cols = (L.S_HABIT, L.S_SELF_CONTROL, L.S_INTENDED, L.S_TIME_LEFT, L.S_STREAK, L.S_SINCE_PROMPT)
+    return tuple(session[:, c] for c in cols)
+
+
 def _end_session(u, in_session_mask, time_left, streak, since_prompt, alerted_mask):
     in_session_mask[u] = False
     time_left[u] = 0.0
@@ -163,9 +170,7 @@ def _slate(row_scores: np.ndarray, slate_size: int) -> np.ndarray:
 def view_step(
     key, step, night, active_idx, cand_idx, scores, allowance, prompt_after, slate_size, beh,
     emb, category, harmful_mask, true_quality, true_hook, length_minutes, item_minhash,
-    true_interest, true_habit, true_self_control, true_intended, in_session_mask, time_left,
-    streak, since_prompt, alerted_mask,
-    user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
+    true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
     out_item, out_minutes, out_slate,
 ):  # fmt: skip
     """Twin of :func:`sim.kernels.feed.view_step` (same arguments, same in-place updates).
@@ -176,6 +181,7 @@ def view_step(
     one uniform), watching, the day counters, habit, the platform's profile,
     interest drift, the MinHash sketch, and the decision to go on.
     """
+    true_habit, true_self_control, true_intended, time_left, streak, since_prompt = _session_columns(session)
     temp = float(beh[L.TEMPERATURE])
     out_item[:] = -1
     out_minutes[:] = 0.0

@@ -103,6 +103,8 @@ class Market:
         self.key = key
         self.pricer_key = int(hash4(key, 1, 0, Purpose.RECOMMENDER_KEY) >> np.uint64(1))
         self.users = users
+        # contiguous: in Users it is a column of the session block, and the market kernel is compiled for 1-D C arrays
+        self._self_control = np.ascontiguousarray(users.true_self_control)
         self.shoppers = make_shoppers(sc, users.cohort, users.age, gens["shoppers"])
         self.products = make_products(sc, centroids, gens["products"])
         self.params = np.array([getattr(mk, n) for n in PARAM_NAMES], dtype=np.float64)
@@ -221,7 +223,7 @@ class Market:
         K.purchase_step(
             self.key, tick, occ_user, product, price, value_mean, progress, self.params,
             pr.list_price, pr.true_fraud_mask, s.true_price_sensitivity, s.true_search_base,
-            s.true_fraud_susceptibility, u.true_self_control, s.true_budget_month, s.payment_cap, s.monthly_cap,
+            s.true_fraud_susceptibility, self._self_control, s.true_budget_month, s.payment_cap, s.monthly_cap,
             s.purchases_stock, s.lifetime_purchases, s.spend_month, s.platform_spend_month,
             outcome, compared, blocked, paid, value, surplus,
         )  # fmt: skip
