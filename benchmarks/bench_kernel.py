@@ -149,7 +149,7 @@ def bench_numba(n_users: int, n_items: int, dim: int, n_cand: int, slate: int, s
     state = (
         it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook, it.length_minutes, it.minhash,
         u.true_interest, u.session, u.in_session_mask,
-        w.alerted_mask, pf.user_hat, w.day_stats, w.cat_counts, w.imp_emb_sum, w.minhash, out_item, out_min, out_slate,
+        pf.user_hat, w.day_stats, w.cat_counts, w.imp_emb_sum, w.minhash, out_item, out_min, out_slate,
     )  # fmt: skip
 
     def fused(step: int, rows=active) -> float:

@@ -34,6 +34,7 @@ import numpy as np
 from bench_kernel import REALISTIC_ACTIVE_SHARE, _scenario, fused_substep, provenance
 
 from sim.engine import FeedWorld
+from sim.kernels import layout as L
 
 
 def main(argv=None) -> dict:
@@ -57,7 +58,7 @@ def main(argv=None) -> dict:
     outs = (out_item, out_minutes, out_slate)
     items = (it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook, it.length_minutes, it.minhash)
     users = (
-        u.true_interest, u.session, u.in_session_mask, w.alerted_mask, pf.user_hat, w.day_stats, w.cat_counts,
+        u.true_interest, u.session, u.in_session_mask, pf.user_hat, w.day_stats, w.cat_counts,
         w.imp_emb_sum, w.minhash,
     )  # fmt: skip
     pick = np.random.default_rng(7)
@@ -89,9 +90,10 @@ def main(argv=None) -> dict:
     print(f"{result['mode']}: {best:.0f} ns per view (best), {median:.0f} median")
     if args.hash:
         h = hashlib.sha256()
-        hashed = (  # the state array by array, the session block's six columns on their own (the hash of stop 15)
+        hashed = (  # the state array by array, the session block's columns on their own, the flag as bool (stop 15's hash)
             u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes, u.in_session_mask,
-            u.time_left, u.streak_minutes, u.since_prompt_minutes, *users[3:], out_item, out_minutes, out_slate,
+            u.time_left, u.streak_minutes, u.since_prompt_minutes, u.session[:, L.S_ALERTED] != 0.0, *users[3:],
+            out_item, out_minutes, out_slate,
         )  # fmt: skip
         for a in hashed:
             h.update(np.ascontiguousarray(a).tobytes())

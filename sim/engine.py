@@ -170,7 +170,6 @@ class FeedWorld:
         self.cat_counts = np.zeros((n, sc.catalogue.n_categories), dtype=category_count_dtype(sc))
         self.imp_emb_sum = full_aligned((n, dim), 0.0, np.float32)  # rows on cache lines: sim.state.empty_aligned
         self.minhash = full_aligned((n, N_MINHASH), np.iinfo(np.uint32).max, np.uint32)
-        self.alerted_mask = np.zeros(n, dtype=np.bool_)
         self.beh = L.pack_behaviour(sc)
         self.habit_decay = L.habit_decay_per_tick(sc)
         self.recommender = make_recommender(sc.recommender, base=recommender)
@@ -359,7 +358,7 @@ class FeedWorld:
                         self.rec_key, bias, sharpness, exploration, allowance, prompt_after, k, self.beh,
                         it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
                         it.length_minutes, it.minhash,
-                        u.true_interest, u.session, u.in_session_mask, self.alerted_mask,
+                        u.true_interest, u.session, u.in_session_mask,
                          pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
                         self.minhash, out_item, out_min, out_slate, block_cand,
                     )  # fmt: skip
@@ -371,7 +370,7 @@ class FeedWorld:
                         self.key, step, night, active, cand, scores, allowance, prompt_after, k, self.beh,
                         it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
                         it.length_minutes, it.minhash,
-                        u.true_interest, u.session, u.in_session_mask, self.alerted_mask,
+                        u.true_interest, u.session, u.in_session_mask,
                          pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
                         self.minhash, out_item, out_min, out_slate,
                     )  # fmt: skip

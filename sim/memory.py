@@ -74,8 +74,8 @@ def _world_bytes(sc: Scenario) -> dict[str, float]:
         + 4 * d  # imp_emb_sum
         + 16 * 4  # minhash
         + np.dtype(category_count_dtype(sc)).itemsize * c  # category counts of today's feed
-        + 8 * 4  # the session block: six float32 scalars in a row of eight (sim.state.Users.session)
-        + 4 + 6  # open_rate, and the int8/int16/bool fields
+        + 8 * 4  # the session block: seven float32 scalars in a row of eight (sim.state.Users.session)
+        + 4 + 5  # open_rate, and the int8/int16/bool fields (cohort, age, opt-out, night owl, in session)
     )  # fmt: skip
     fused, keeps_views = _recommender_traits(sc)
     parts = {

@@ -765,7 +765,6 @@ def replay(
     imp_emb_sum = np.zeros((n, dim), dtype=np.float32)
     minhash = np.full((n, N_MINHASH), np.iinfo(np.uint32).max, dtype=np.uint32)
     item_minhash = feed.item_signatures(log.item_id, N_MINHASH)
-    alerted = np.zeros(n, dtype=np.bool_)
     user_hat = np.zeros((n, dim), dtype=np.float32)  # the platform's profile: unused by logged slates
     user_days = np.zeros((n_days, n, L.N_DAY), dtype=np.float32)
     feed_days = np.full((n_days, n, 2), np.nan, dtype=np.float32)
@@ -804,7 +803,7 @@ def replay(
         users.in_session_mask[opened] = True
         users.streak_minutes[opened] = 0.0
         users.since_prompt_minutes[opened] = 0.0
-        alerted[opened] = False
+        users.session[opened, L.S_ALERTED] = 0.0
         day_stats[opened, L.SESSIONS] += 1.0
         go = users.in_session_mask[u_all]
         rows, u_act = rows[go], u_all[go]
@@ -828,7 +827,7 @@ def replay(
                 feed.view_step(
                     key, step, night, active, cand, scores, inf, inf, k, beh,
                     log.item_embedding, log.item_category, harmful, quality, hook, log.item_length_minutes,
-                    item_minhash, users.true_interest, users.session, users.in_session_mask, alerted, user_hat,
+                    item_minhash, users.true_interest, users.session, users.in_session_mask, user_hat,
                     day_stats, cat_counts, imp_emb_sum, minhash,
                     out_item, out_min, out_slate,
                 )  # fmt: skip

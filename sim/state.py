@@ -113,10 +113,11 @@ class Users:
         Set on construction, not passed: the six fields of
         ``sim.kernels.layout.SESSION_FIELDS`` (habit .. minutes since the prompt)
         as the columns ``S_HABIT`` .. ``S_SINCE_PROMPT`` of one block, a 32-byte
-        row per user starting on a cache line (:func:`empty_aligned`). Those six
+        row per user starting on a cache line (:func:`empty_aligned`), with the
+        session's unprompted-streak flag in ``S_ALERTED`` (0.0 / 1.0). Those six
         attributes are then strided views of its columns, and the view kernels
-        take the block itself: one cache line per user and view instead of six
-        (at realistic activity ~6% of a view, ``benchmarks/README.md``, stop 16).
+        take the block itself: one cache line per user and view instead of seven
+        (``benchmarks/README.md``, stop 16).
         Assign into the six (``users.time_left[:] = 0``), never rebind them to
         new arrays: the kernels would not see the new ones, nor would
         ``PlatformView`` (``user_streak_minutes``, ``user_time_left``).
@@ -246,7 +247,7 @@ def session_block(
     """Return the view kernels' session block float32 (n, N_SESSION) holding these six (n,) arrays as its columns.
 
     The columns are ``sim.kernels.layout.S_HABIT`` .. ``S_SINCE_PROMPT``, in the
-    order of the arguments (``SESSION_FIELDS``); the two spare columns are 0. The
+    order of the arguments (``SESSION_FIELDS``); the flag ``S_ALERTED`` and the spare column are 0. The
     block starts on a cache line (:func:`empty_aligned`), so each user's 32-byte row
     lies in one line. :class:`Users` builds its own; tests and benchmarks that call
     the kernels on made-up users use this.

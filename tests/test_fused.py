@@ -12,7 +12,7 @@ from sim.kernels import layout as L
 from sim.scenario import scenario_from_dict
 
 _STATE = ("true_interest", "session", "in_session_mask")
-_WORLD = ("alerted_mask", "day_stats", "cat_counts", "imp_emb_sum", "minhash")
+_WORLD = ("day_stats", "cat_counts", "imp_emb_sum", "minhash")
 
 
 def _scenario(kind: str, params: dict | None = None, n_users: int = 2000):
@@ -71,7 +71,7 @@ def _run(w, s, active, step, night, allowance, prompt_after, bias, sharpness, ex
     out_min = np.empty(n_act, dtype=np.float32)
     out_slate = np.empty((n_act, k), dtype=np.int32)
     state = (
-        s["true_interest"], s["session"], s["in_session_mask"], s["alerted_mask"], s["user_hat"], s["day_stats"], s["cat_counts"], s["imp_emb_sum"], s["minhash"],
+        s["true_interest"], s["session"], s["in_session_mask"], s["user_hat"], s["day_stats"], s["cat_counts"], s["imp_emb_sum"], s["minhash"],
     )  # fmt: skip
     items = (it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook, it.length_minutes, it.minhash)
     if fused:

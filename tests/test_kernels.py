@@ -215,7 +215,7 @@ def _copy_state(w, rng):
     s["session"][:, L.S_TIME_LEFT] = rng.random(n) * 15
     s["session"][:, L.S_STREAK] = rng.random(n) * 90
     s["session"][:, L.S_SINCE_PROMPT] = rng.random(n) * 45
-    s["alerted_mask"] = rng.random(n) < 0.3
+    s["session"][:, L.S_ALERTED] = rng.random(n) < 0.3
     s["user_hat"] = w.platform.user_hat.copy()
     s["day_stats"] = w.day_stats.copy()
     s["cat_counts"] = w.cat_counts.copy()
@@ -256,7 +256,7 @@ def test_session_scalars_are_columns_of_one_aligned_block_the_kernels_write_thro
         col = getattr(u, name)
         assert col.base is u.session or np.shares_memory(col, u.session), name
         assert col.ctypes.data == u.session[:, c].ctypes.data, name
-    assert (u.session[:, L.N_SESSION - 2 :] == 0.0).all()  # the spare columns
+    assert (u.session[:, L.S_ALERTED :] == 0.0).all()  # the unprompted-streak flag and the spare column
     habit0 = u.true_habit.copy()
     minutes0 = u.streak_minutes.copy()
     with _one_thread():
@@ -334,7 +334,7 @@ def _run_view(impl, w, before, step, night, inputs):
         w.key, step, night, active, cand, scores, allowance, prompt_after, k, w.beh,
         it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
         it.length_minutes, it.minhash,
-        s["true_interest"], s["session"], s["in_session_mask"], s["alerted_mask"], s["user_hat"], s["day_stats"], s["cat_counts"], s["imp_emb_sum"],
+        s["true_interest"], s["session"], s["in_session_mask"], s["user_hat"], s["day_stats"], s["cat_counts"], s["imp_emb_sum"],
         s["minhash"], o["out_item"], o["out_minutes"], o["out_slate"],
     )  # fmt: skip
     return {**s, **o}
@@ -434,7 +434,6 @@ def test_choice_and_continuation_match_closed_form():
             np.zeros(n),
         ),
         in_session_mask=np.ones(n, dtype=np.bool_),
-        alerted=np.zeros(n, dtype=np.bool_),
         user_hat=np.zeros((n, dim), dtype=np.float32),
         day_stats=np.zeros((n, L.N_DAY), dtype=np.float32),
         cat_counts=np.zeros((n, 3), dtype=np.uint16),
@@ -453,7 +452,7 @@ def test_choice_and_continuation_match_closed_form():
         root_key(5), 17, False, active, cand, scores, inf, inf, k, beh,
         emb, np.array([0, 1, 2, 0, 1], dtype=np.int32), np.zeros(k, dtype=np.bool_), quality, hook,
         length, item_signatures(np.arange(k, dtype=np.int64), N_MINHASH),
-        s["true_interest"], s["session"], s["in_session_mask"], s["alerted"], s["user_hat"], s["day_stats"], s["cat_counts"],
+        s["true_interest"], s["session"], s["in_session_mask"], s["user_hat"], s["day_stats"], s["cat_counts"],
         s["imp_emb_sum"], s["minhash"], out_item, out_min, out_slate,
     )  # fmt: skip
     assert (out_slate == np.arange(k)).all()

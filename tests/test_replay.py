@@ -237,7 +237,6 @@ def test_replay_equals_direct_view_step(tiny):
     cat_counts = np.zeros((n, 3), dtype=np.uint16)
     imp = np.zeros((n, dim), dtype=np.float32)
     minhash = np.full((n, N_MINHASH), np.iinfo(np.uint32).max, dtype=np.uint32)
-    alerted = np.zeros(n, dtype=bool)
     user_hat = np.zeros((n, dim), dtype=np.float32)
     days = np.zeros((2, n, L.N_DAY), dtype=np.float32)
     seen = {}  # user -> (ordinal of the next request, minute of the previous request, of the last view, day)
@@ -250,7 +249,7 @@ def test_replay_equals_direct_view_step(tiny):
         if prev is None or t - prev > gap:
             users.in_session_mask[u] = True
             users.streak_minutes[u] = users.since_prompt_minutes[u] = 0.0
-            alerted[u] = False
+            users.session[u, L.S_ALERTED] = 0.0
             day_stats[u, L.SESSIONS] += 1
         seen[u] = (k + 1, t, last, d)
         if not users.in_session_mask[u]:
@@ -269,7 +268,7 @@ def test_replay_equals_direct_view_step(tiny):
             inf, inf, slate.size, beh, log.item_embedding, log.item_category, log.item_harmful_mask,
             log.item_quality if log.item_quality is not None else np.zeros(6, np.float32), hook,
             log.item_length_minutes, feed.item_signatures(log.item_id, N_MINHASH), users.true_interest,
-            users.session, users.in_session_mask, alerted, user_hat, day_stats, cat_counts, imp, minhash, *out,
+            users.session, users.in_session_mask, user_hat, day_stats, cat_counts, imp, minhash, *out,
         )  # fmt: skip
         assert np.array_equal(out[2][0], slate)  # the logged slate, in the logged order
     for u, (_, _, _, d) in seen.items():

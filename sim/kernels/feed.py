@@ -274,18 +274,18 @@ def _sigmoid(z):
 
 
 @nb.njit(inline="always", cache=True)
-def _end_session(u, in_session_mask, session, alerted_mask):
+def _end_session(u, in_session_mask, session):
     in_session_mask[u] = False
     session[u, L.S_TIME_LEFT] = 0.0
     session[u, L.S_STREAK] = 0.0
     session[u, L.S_SINCE_PROMPT] = 0.0
-    alerted_mask[u] = False
+    session[u, L.S_ALERTED] = 0.0
 
 
 @nb.njit(inline="always", cache=True)
 def _prefetch_users(
-    active_idx, lo, hi, true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats, cat_counts,
-    imp_emb_sum, minhash,
+    active_idx, lo, hi, true_interest, session, in_session_mask, user_hat, day_stats, cat_counts, imp_emb_sum,
+    minhash,
 ):  # fmt: skip
     """Prefetch the rows of users ``active_idx[lo:hi]`` that a view reads and writes (:mod:`sim.kernels.prefetch`).
 
@@ -307,13 +307,12 @@ def _prefetch_users(
         prefetch_row(minhash, u)
         prefetch_row(session, u)
         prefetch_row(in_session_mask, u)
-        prefetch_row(alerted_mask, u)
 
 
 @nb.njit(inline="always", cache=True)
 def _gate(
-    r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, session, alerted_mask,
-    out_item, out_minutes, out_slate,
+    r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, session, out_item, out_minutes,
+    out_slate,
 ):  # fmt: skip
     """Reset row ``r``'s outputs; refuse, prompt or let user ``u`` view. Return whether the view goes on."""
     out_item[r] = -1
@@ -322,21 +321,21 @@ def _gate(
         out_slate[r, k] = -1
     if allowance[r] <= 0.0:
         day_stats[u, L.BLOCKED] += 1.0
-        _end_session(u, in_session_mask, session, alerted_mask)
+        _end_session(u, in_session_mask, session)
         return False
     # A session past 30 minutes since the last prompt whose platform would not prompt by then
     # is an unprompted streak, even if a (late) prompt follows now.
     alert = beh[L.STREAK_ALERT]
     since_prompt = session[u, L.S_SINCE_PROMPT]
-    if since_prompt >= alert and not alerted_mask[u] and prompt_after[r] > alert:
+    if since_prompt >= alert and session[u, L.S_ALERTED] == 0.0 and prompt_after[r] > alert:
         day_stats[u, L.UNPROMPTED_STREAKS] += 1.0
-        alerted_mask[u] = True
+        session[u, L.S_ALERTED] = 1.0
     if since_prompt >= prompt_after[r]:
         day_stats[u, L.PROMPTS] += 1.0
         session[u, L.S_SINCE_PROMPT] = 0.0
-        alerted_mask[u] = False
+        session[u, L.S_ALERTED] = 0.0
         if uniform(key, step, u, _P_PROMPT) < beh[L.PROMPT_COMPLY]:
-            _end_session(u, in_session_mask, session, alerted_mask)
+            _end_session(u, in_session_mask, session)
             return False
     return True
 
@@ -450,8 +449,8 @@ def _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true
 @nb.njit(inline="always", cache=True)
 def _watch(
     r, u, key, step, night, i, match_i, allowance, beh, emb, harmful_mask, true_quality, true_hook,
-    length_minutes, item_minhash, true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats,
-    minhash, out_item, out_minutes,
+    length_minutes, item_minhash, true_interest, session, in_session_mask, user_hat, day_stats, minhash, out_item,
+    out_minutes,
 ):  # fmt: skip
     """User ``u`` watches item ``i`` (true match ``match_i``): minutes, learning, and the decision to go on.
 
@@ -511,14 +510,14 @@ def _watch(
         - beh[L.CONT_SELF] * session[u, L.S_SELF_CONTROL] * (0.5 + max(ratio, 0.0))
     )
     if uniform(key, step, u, _P_CONT) >= _sigmoid(z):
-        _end_session(u, in_session_mask, session, alerted_mask)
+        _end_session(u, in_session_mask, session)
 
 
 @nb.njit(parallel=True, cache=True)
 def view_step(
     key, step, night, active_idx, cand_idx, scores, allowance, prompt_after, slate_size, beh,
     emb, category, harmful_mask, true_quality, true_hook, length_minutes, item_minhash,
-    true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
+    true_interest, session, in_session_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
     out_item, out_minutes, out_slate,
 ):  # fmt: skip
     """One view for every active user: show a slate, choose, watch, maybe go on.
@@ -553,11 +552,12 @@ def view_step(
     true_interest : float32 (n_users, D)
         Updated in place (drift toward consumed items).
     session : float32 (n_users, N_SESSION)
-        Habit, self-control, intended minutes a day, tick time left, streak and
-        minutes since the last prompt (:mod:`sim.kernels.layout`); all but
-        self-control and intended minutes are updated in place.
-    in_session_mask, alerted_mask : bool (n_users,)
-        Session state, updated in place.
+        Habit, self-control, intended minutes a day, tick time left, streak,
+        minutes since the last prompt and the unprompted-streak flag
+        (:mod:`sim.kernels.layout`); all but self-control and intended minutes
+        are updated in place.
+    in_session_mask : bool (n_users,)
+        Updated in place.
     user_hat : float32 (n_users, D)
         The platform's profile, updated in place from the watched item.
     day_stats : float32 (n_users, N_DAY)
@@ -594,8 +594,8 @@ def view_step(
             r0 = g * LANES
             n_lanes = min(LANES, n_act - r0)
             _prefetch_users(
-                active_idx, r0 + LANES, r0 + 2 * LANES, true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats, cat_counts,
-                imp_emb_sum, minhash,
+                active_idx, r0 + LANES, r0 + 2 * LANES, true_interest, session, in_session_mask, user_hat, day_stats,
+                cat_counts, imp_emb_sum, minhash,
             )  # fmt: skip
             load_lanes(scores, r0, n_lanes, buf)
             select_slates8(buf, n_lanes, slate_size, tops, scratch, top_j8, n_top8)
@@ -605,19 +605,19 @@ def view_step(
                 u = active_idx[r]
                 if not _gate(
                     r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, session,
-                    alerted_mask, out_item, out_minutes, out_slate,
+                    out_item, out_minutes, out_slate,
                 ):  # fmt: skip
                     continue
                 n_top = n_top8[lane]
                 if n_top == 0:
-                    _end_session(u, in_session_mask, session, alerted_mask)
+                    _end_session(u, in_session_mask, session)
                     continue
                 _impressions(r, u, cand_idx[r], top_j8[lane], n_top, emb, category, harmful_mask, slate_i, row_emb,
                              cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
                 _slate_match(u, slate_i, n_top, emb, true_interest, match32)
                 pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, session)
                 if pick < 0:
-                    _end_session(u, in_session_mask, session, alerted_mask)
+                    _end_session(u, in_session_mask, session)
                     continue
                 pick_i[lane] = slate_i[pick]
                 pick_match[lane] = np.float64(match32[pick])
@@ -627,7 +627,7 @@ def view_step(
                 _watch(
                     r0 + lane, active_idx[r0 + lane], key, step, night, pick_i[lane], pick_match[lane], allowance,
                     beh, emb, harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest,
-                    session, in_session_mask, alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
+                    session, in_session_mask, user_hat, day_stats, minhash, out_item, out_minutes,
                 )  # fmt: skip
 
 
@@ -657,7 +657,7 @@ def profile_view_step(
     key, step, night, active_idx, block_starts, n_items, strides, block_size,
     rec_key, item_bias, sharpness, exploration, allowance, prompt_after, slate_size, beh,
     emb, category, harmful_mask, true_quality, true_hook, length_minutes, item_minhash,
-    true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
+    true_interest, session, in_session_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
     out_item, out_minutes, out_slate, out_cand,
 ):  # fmt: skip
     """Run retrieval, a profile-match ranking and :func:`view_step` in one pass over the retrieval blocks.
@@ -713,8 +713,8 @@ def profile_view_step(
         row_emb = np.empty(dim, dtype=np.float32)
         r_first = block_starts[ch * _BLOCKS_PER_CHUNK]
         _prefetch_users(  # the chunk's first two groups (the later ones are prefetched two groups ahead)
-            active_idx, r_first, r_first + 2 * LANES, true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats, cat_counts,
-                imp_emb_sum, minhash,
+            active_idx, r_first, r_first + 2 * LANES, true_interest, session, in_session_mask, user_hat, day_stats,
+            cat_counts, imp_emb_sum, minhash,
         )  # fmt: skip
         for b in range(ch * _BLOCKS_PER_CHUNK, min(n_blocks, (ch + 1) * _BLOCKS_PER_CHUNK)):
             cand = out_cand[b]
@@ -726,7 +726,7 @@ def profile_view_step(
             for r0 in range(r_start, r_end, LANES):
                 n_lanes = min(LANES, r_end - r0)
                 _prefetch_users(  # the users two groups on (in this block or the next; one ahead: 2% slower)
-                    active_idx, r0 + n_lanes + LANES, r0 + n_lanes + 2 * LANES, true_interest, session, in_session_mask, alerted_mask,
+                    active_idx, r0 + n_lanes + LANES, r0 + n_lanes + 2 * LANES, true_interest, session, in_session_mask,
                     user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
                 )  # fmt: skip
                 for lane in range(LANES):  # the eight users' profiles, transposed
@@ -754,19 +754,19 @@ def profile_view_step(
                     u = active_idx[r]
                     if not _gate(
                         r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, session,
-                    alerted_mask, out_item, out_minutes, out_slate,
+                        out_item, out_minutes, out_slate,
                     ):  # fmt: skip
                         continue
                     n_top = n_top8[lane]
                     if n_top == 0:
-                        _end_session(u, in_session_mask, session, alerted_mask)
+                        _end_session(u, in_session_mask, session)
                         continue
                     _impressions(r, u, cand, top_j8[lane], n_top, emb, category, harmful_mask, slate_i, row_emb,
                                  cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
                     _slate_match(u, slate_i, n_top, emb, true_interest, match32)
                     pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, session)
                     if pick < 0:
-                        _end_session(u, in_session_mask, session, alerted_mask)
+                        _end_session(u, in_session_mask, session)
                         continue
                     pick_i[lane] = slate_i[pick]
                     pick_match[lane] = np.float64(match32[pick])
@@ -776,5 +776,5 @@ def profile_view_step(
                     _watch(
                         r0 + lane, active_idx[r0 + lane], key, step, night, pick_i[lane], pick_match[lane], allowance,
                         beh, emb, harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest,
-                    session, in_session_mask, alerted_mask, user_hat, day_stats, minhash, out_item, out_minutes,
+                        session, in_session_mask, user_hat, day_stats, minhash, out_item, out_minutes,
                     )  # fmt: skip

@@ -4,7 +4,7 @@
 so the kernel's writes for one user stay in one cache line. ``session`` is a
 float32 array of shape (n_users, N_SESSION) holding the six per-user scalars of a
 view (habit, self-control, intended minutes, tick time left, streak, minutes since
-the last prompt), one 32-byte row per user. ``beh`` packs the behaviour
+the last prompt) and the unprompted-streak flag, one 32-byte row per user. ``beh`` packs the behaviour
 parameters into a float64 vector read by the kernels.
 """
 
@@ -51,7 +51,8 @@ S_INTENDED = 2  # true_intended_minutes
 S_TIME_LEFT = 3  # time_left
 S_STREAK = 4  # streak_minutes
 S_SINCE_PROMPT = 5  # since_prompt_minutes
-N_SESSION = 8  # six used and two spare: a 32-byte row never straddles a cache line
+S_ALERTED = 6  # 1.0 once this session's unprompted streak is counted (until the next prompt or the session's end)
+N_SESSION = 8  # seven used and one spare: a 32-byte row never straddles a cache line
 SESSION_FIELDS = (
     "true_habit",
     "true_self_control",

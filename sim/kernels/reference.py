@@ -170,7 +170,7 @@ def _slate(row_scores: np.ndarray, slate_size: int) -> np.ndarray:
 def view_step(
     key, step, night, active_idx, cand_idx, scores, allowance, prompt_after, slate_size, beh,
     emb, category, harmful_mask, true_quality, true_hook, length_minutes, item_minhash,
-    true_interest, session, in_session_mask, alerted_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
+    true_interest, session, in_session_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
     out_item, out_minutes, out_slate,
 ):  # fmt: skip
     """Twin of :func:`sim.kernels.feed.view_step` (same arguments, same in-place updates).
@@ -182,6 +182,7 @@ def view_step(
     interest drift, the MinHash sketch, and the decision to go on.
     """
     true_habit, true_self_control, true_intended, time_left, streak, since_prompt = _session_columns(session)
+    alerted_mask = session[:, L.S_ALERTED]  # 1.0 / 0.0: assigning True / False stores those
     temp = float(beh[L.TEMPERATURE])
     out_item[:] = -1
     out_minutes[:] = 0.0
