@@ -90,10 +90,11 @@ def main(argv=None) -> dict:
     print(f"{result['mode']}: {best:.0f} ns per view (best), {median:.0f} median")
     if args.hash:
         h = hashlib.sha256()
-        hashed = (  # the state array by array, the session block's columns on their own, the flag as bool (stop 15's hash)
+        hashed = (  # the state as stop 15 had it: the session block's columns, the flag as bool, counts unpadded
             u.true_interest, u.true_habit, u.true_self_control, u.true_intended_minutes, u.in_session_mask,
-            u.time_left, u.streak_minutes, u.since_prompt_minutes, u.session[:, L.S_ALERTED] != 0.0, *users[3:],
-            out_item, out_minutes, out_slate,
+            u.time_left, u.streak_minutes, u.since_prompt_minutes, u.session[:, L.S_ALERTED] != 0.0, pf.user_hat,
+            w.day_stats, w.cat_counts[:, : w.scenario.catalogue.n_categories], w.imp_emb_sum, w.minhash, out_item,
+            out_minutes, out_slate,
         )  # fmt: skip
         for a in hashed:
             h.update(np.ascontiguousarray(a).tobytes())

@@ -57,6 +57,7 @@ from sim.state import (
     make_users,
     n_creators,
     replace_items,
+    row_width,
 )
 
 __all__ = ["FeedWorld", "simulate", "BLOCK_SIZE", "MAX_SUBSTEPS"]
@@ -167,7 +168,11 @@ class FeedWorld:
             item_minutes_hat=np.zeros(m, dtype=np.float32),
             item_impressions_hat=np.zeros(m, dtype=np.float32),
         )
-        self.cat_counts = np.zeros((n, sc.catalogue.n_categories), dtype=category_count_dtype(sc))
+        # today's impressions by category; rows padded so none straddles a cache line (the kernels read only
+        # the first n_categories columns, and the day's end only those: _end_of_day)
+        cc_dtype = category_count_dtype(sc)
+        cc_width = row_width(sc.catalogue.n_categories, np.dtype(cc_dtype).itemsize)
+        self.cat_counts = full_aligned((n, cc_width), 0, cc_dtype)
         self.imp_emb_sum = full_aligned((n, dim), 0.0, np.float32)  # rows on cache lines: sim.state.empty_aligned
         self.minhash = full_aligned((n, N_MINHASH), np.iinfo(np.uint32).max, np.uint32)
         self.beh = L.pack_behaviour(sc)
@@ -452,7 +457,7 @@ class FeedWorld:
     def _end_of_day(self, day: int) -> None:
         sc, pf = self.scenario, self.platform
         if day < self.user_days.shape[0]:
-            ent, top1 = _entropy_top1(self.cat_counts)
+            ent, top1 = _entropy_top1(self.cat_counts[:, : sc.catalogue.n_categories])
             self.feed_days[day, :, 0] = ent
             self.feed_days[day, :, 1] = top1
         for fn in self._on_day_end:

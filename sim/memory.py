@@ -63,17 +63,18 @@ def _recommender_traits(sc: Scenario) -> tuple[bool, bool]:
 def _world_bytes(sc: Scenario) -> dict[str, float]:
     from sim.engine import _ENTROPY_ROWS  # imported here: the engine imports this module
     from sim.output import BATCH_ROWS
-    from sim.state import N_MINHASH, category_count_dtype
+    from sim.state import N_MINHASH, category_count_dtype, row_width
 
     n, d, t = sc.population.n_users, sc.population.interest_dim, sc.clock.days
     m, c = sc.catalogue.n_items, sc.catalogue.n_categories
     k, s = sc.recommender.n_candidates, sc.recommender.slate_size
+    cc_size = np.dtype(category_count_dtype(sc)).itemsize
     per_user = (
         2 * 4 * d  # true_interest, true_interest0
         + 4 * d  # user_hat
         + 4 * d  # imp_emb_sum
         + 16 * 4  # minhash
-        + np.dtype(category_count_dtype(sc)).itemsize * c  # category counts of today's feed
+        + cc_size * row_width(c, cc_size)  # category counts of today's feed, rows padded to whole lines
         + 8 * 4  # the session block: seven float32 scalars in a row of eight (sim.state.Users.session)
         + 4 + 5  # open_rate, and the int8/int16/bool fields (cohort, age, opt-out, night owl, in session)
     )  # fmt: skip
