@@ -11,6 +11,7 @@ from numba.core import config as nb_config
 from sim.kernels.lanes import (
     LANES,
     NET_MAX_SLATE,
+    lane_dots2,
     load_lanes,
     njit_slp,
     select_slate,
@@ -213,3 +214,26 @@ def test_the_lane_kernels_compile_to_eight_lane_vector_code():
     np.testing.assert_array_equal(out, want)
     asm = dots.inspect_asm(dots.signatures[0])
     assert re.search(r"v(mul|fmadd\w*)ps\s+.*%ymm", asm), "lane_dots is no longer vectorised"
+
+    dots2 = njit_slp(cache=False)(lane_dots2.py_func)
+    out_b = np.empty_like(out)
+    dots2(vec_t, vec_t[::-1].copy(), emb, cand, out, out_b)
+    np.testing.assert_array_equal(out, want)
+    asm = dots2.inspect_asm(dots2.signatures[0])
+    assert re.search(r"v(mul|fmadd\w*)ps\s+.*%ymm", asm), "lane_dots2 is no longer vectorised"
+
+
+@pytest.mark.parametrize("n_cand", [1, 3, 4, 99, 100])
+def test_lane_dots2_equals_two_lane_dots_bit_for_bit(n_cand):
+    from sim.kernels.lanes import lane_dots
+
+    rng = np.random.default_rng(n_cand)
+    emb = rng.standard_normal((300, 16)).astype(np.float32)
+    cand = rng.choice(300, n_cand, replace=False).astype(np.int32)
+    vec_a = rng.standard_normal((16, LANES)).astype(np.float32)
+    vec_b = rng.standard_normal((16, LANES)).astype(np.float32)
+    want_a, want_b, got_a, got_b = (np.empty((n_cand, LANES), dtype=np.float32) for _ in range(4))
+    lane_dots(vec_a, emb, cand, want_a)
+    lane_dots(vec_b, emb, cand, want_b)
+    lane_dots2(vec_a, vec_b, emb, cand, got_a, got_b)
+    assert got_a.tobytes() == want_a.tobytes() and got_b.tobytes() == want_b.tobytes()

@@ -31,7 +31,7 @@ import numpy as np
 
 from sim.kernels import layout as L
 from sim.kernels.expo import exp_nonpos
-from sim.kernels.lanes import LANES, NET_MAX_SLATE, lane_dots, load_lanes, select_slates8, slate_scratch
+from sim.kernels.lanes import LANES, NET_MAX_SLATE, lane_dots, lane_dots2, load_lanes, select_slates8, slate_scratch
 from sim.kernels.prefetch import prefetch_row
 from sim.rng import _GOLDEN, Purpose, _mix, hash4, uniform
 
@@ -699,8 +699,8 @@ def profile_view_step(
     affine = item_bias.shape[0] > 0 or sharpness != 1.0
     for ch in nb.prange(n_chunks):
         bias_c = np.empty(n_cand, dtype=np.float32)
-        hat_t = np.empty((dim, LANES), dtype=np.float32)
-        buf = np.empty((n_cand, LANES), dtype=np.float32)
+        hat2 = np.empty((2, dim, LANES), dtype=np.float32)  # two lane groups' profiles, transposed
+        buf2 = np.empty((2, n_cand, LANES), dtype=np.float32)  # and their scores
         tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
         scratch = slate_scratch(n_cand, slate_size)
         top_j8 = np.empty((LANES, slate_size), dtype=np.int64)
@@ -723,58 +723,66 @@ def profile_view_step(
             if affine:
                 for j in range(n_cand):
                     bias_c[j] = item_bias[cand[j]]
-            for r0 in range(r_start, r_end, LANES):
-                n_lanes = min(LANES, r_end - r0)
-                _prefetch_users(  # the users two groups on (in this block or the next; one ahead: 2% slower)
-                    active_idx, r0 + n_lanes + LANES, r0 + n_lanes + 2 * LANES, true_interest, session, in_session_mask,
-                    user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
-                )  # fmt: skip
-                for lane in range(LANES):  # the eight users' profiles, transposed
-                    u = active_idx[r0 + min(lane, n_lanes - 1)]
+            for p0 in range(r_start, r_end, 2 * LANES):  # two lane groups at a time share the scoring's loads
+                n_pair = min(2 * LANES, r_end - p0)
+                for lane in range(2 * LANES):  # the sixteen users' profiles, transposed
+                    u = active_idx[p0 + min(lane, n_pair - 1)]
                     for d in range(dim):
-                        hat_t[d, lane] = user_hat[u, d]
-                lane_dots(hat_t, emb, cand, buf)
-                if affine:
-                    for j in range(n_cand):
-                        for lane in range(LANES):
-                            buf[j, lane] = np.float32(bias_c[j] + sharpness * buf[j, lane])
-                for lane in range(n_lanes):
-                    u = active_idx[r0 + lane]
-                    if exploration > 0.0 and uniform(rec_key, step, u, _P_EXPLORE) < exploration:
-                        for j in range(n_cand):
-                            buf[j, lane] = np.float32(uniform(rec_key, step, u * n_cand + j, _P_RANDOM))
-                if n_lanes < LANES:  # the lanes past the group are not eligible
-                    for j in range(n_cand):
-                        for lane in range(n_lanes, LANES):
-                            buf[j, lane] = np.float32(-np.inf)
-                select_slates8(buf, n_lanes, slate_size, tops, scratch, top_j8, n_top8)
-                for lane in range(n_lanes):  # first pass: everything up to the choice
-                    pick_i[lane] = -1
-                    r = r0 + lane
-                    u = active_idx[r]
-                    if not _gate(
-                        r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, session,
-                        out_item, out_minutes, out_slate,
-                    ):  # fmt: skip
-                        continue
-                    n_top = n_top8[lane]
-                    if n_top == 0:
-                        _end_session(u, in_session_mask, session)
-                        continue
-                    _impressions(r, u, cand, top_j8[lane], n_top, emb, category, harmful_mask, slate_i, row_emb,
-                                 cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
-                    _slate_match(u, slate_i, n_top, emb, true_interest, match32)
-                    pick = _choose(u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, session)
-                    if pick < 0:
-                        _end_session(u, in_session_mask, session)
-                        continue
-                    pick_i[lane] = slate_i[pick]
-                    pick_match[lane] = np.float64(match32[pick])
-                for lane in range(n_lanes):  # second pass: watching (the lanes' chains of latencies overlap)
-                    if pick_i[lane] < 0:
-                        continue
-                    _watch(
-                        r0 + lane, active_idx[r0 + lane], key, step, night, pick_i[lane], pick_match[lane], allowance,
-                        beh, emb, harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest,
-                        session, in_session_mask, user_hat, day_stats, minhash, out_item, out_minutes,
+                        hat2[lane // LANES, d, lane % LANES] = user_hat[u, d]
+                if n_pair > LANES:
+                    lane_dots2(hat2[0], hat2[1], emb, cand, buf2[0], buf2[1])
+                else:
+                    lane_dots(hat2[0], emb, cand, buf2[0])
+                for r0 in range(p0, p0 + n_pair, LANES):
+                    n_lanes = min(LANES, r_end - r0)
+                    buf = buf2[(r0 - p0) // LANES]
+                    _prefetch_users(  # the users two groups on (in this block or the next; one ahead: 2% slower)
+                        active_idx, r0 + n_lanes + LANES, r0 + n_lanes + 2 * LANES, true_interest, session,
+                        in_session_mask, user_hat, day_stats, cat_counts, imp_emb_sum, minhash,
                     )  # fmt: skip
+                    if affine:
+                        for j in range(n_cand):
+                            for lane in range(LANES):
+                                buf[j, lane] = np.float32(bias_c[j] + sharpness * buf[j, lane])
+                    for lane in range(n_lanes):
+                        u = active_idx[r0 + lane]
+                        if exploration > 0.0 and uniform(rec_key, step, u, _P_EXPLORE) < exploration:
+                            for j in range(n_cand):
+                                buf[j, lane] = np.float32(uniform(rec_key, step, u * n_cand + j, _P_RANDOM))
+                    if n_lanes < LANES:  # the lanes past the group are not eligible
+                        for j in range(n_cand):
+                            for lane in range(n_lanes, LANES):
+                                buf[j, lane] = np.float32(-np.inf)
+                    select_slates8(buf, n_lanes, slate_size, tops, scratch, top_j8, n_top8)
+                    for lane in range(n_lanes):  # first pass: everything up to the choice
+                        pick_i[lane] = -1
+                        r = r0 + lane
+                        u = active_idx[r]
+                        if not _gate(
+                            r, u, key, step, allowance, prompt_after, beh, day_stats, in_session_mask, session,
+                            out_item, out_minutes, out_slate,
+                        ):  # fmt: skip
+                            continue
+                        n_top = n_top8[lane]
+                        if n_top == 0:
+                            _end_session(u, in_session_mask, session)
+                            continue
+                        _impressions(r, u, cand, top_j8[lane], n_top, emb, category, harmful_mask, slate_i, row_emb,
+                                     cat_counts, imp_emb_sum, day_stats, out_slate)  # fmt: skip
+                        _slate_match(u, slate_i, n_top, emb, true_interest, match32)
+                        pick = _choose(
+                            u, key, step, n_top, slate_i, match32, util, beh, true_quality, true_hook, session
+                        )
+                        if pick < 0:
+                            _end_session(u, in_session_mask, session)
+                            continue
+                        pick_i[lane] = slate_i[pick]
+                        pick_match[lane] = np.float64(match32[pick])
+                    for lane in range(n_lanes):  # second pass: watching (the lanes' chains of latencies overlap)
+                        if pick_i[lane] < 0:
+                            continue
+                        _watch(
+                            r0 + lane, active_idx[r0 + lane], key, step, night, pick_i[lane], pick_match[lane], allowance,
+                            beh, emb, harmful_mask, true_quality, true_hook, length_minutes, item_minhash, true_interest,
+                            session, in_session_mask, user_hat, day_stats, minhash, out_item, out_minutes,
+                        )  # fmt: skip

@@ -36,7 +36,7 @@ NET_MAX_SLATE
     Largest slate the network serves; larger slates use the insertion.
 njit_slp
     ``numba.njit`` with the SLP vectoriser on for that function's compilation.
-load_lanes, top_values8, select_slate, slate_scratch, select_slates8, lane_dots
+load_lanes, top_values8, select_slate, slate_scratch, select_slates8, lane_dots, lane_dots2
     The pieces used by the feed kernels.
 """
 
@@ -55,6 +55,7 @@ __all__ = [
     "LANES",
     "NET_MAX_SLATE",
     "lane_dots",
+    "lane_dots2",
     "load_lanes",
     "njit_slp",
     "select_slate",
@@ -416,3 +417,98 @@ def lane_dots(vec_t, emb, cand, out):
             a = (vec_t[d, 0], vec_t[d, 1], vec_t[d, 2], vec_t[d, 3], vec_t[d, 4], vec_t[d, 5], vec_t[d, 6], vec_t[d, 7])
             acc = _axpy8(acc, a, emb[i, d])
         _store8(out, j, acc)
+
+
+@njit_slp(cache=True)
+def lane_dots2(vec_a, vec_b, emb, cand, out_a, out_b):
+    """:func:`lane_dots` for two lane groups on the same candidates: ``out_a`` from ``vec_a``, ``out_b`` from ``vec_b``.
+
+    Each candidate's element ``emb[i, d]`` is loaded once for sixteen users
+    (four candidates by two groups: eight sums in flight, as in :func:`lane_dots`),
+    so the loads per multiply fall from 9/8 to 6/8; each sum runs in the same
+    order, so the values are bitwise those of two :func:`lane_dots` calls (tested).
+    In isolation (D = 16, 100 candidates, one thread) 68 -> 58 ns per user.
+
+    Parameters
+    ----------
+    vec_a, vec_b : float32 (D, LANES)
+        The two groups' vectors, transposed.
+    emb : float32 (n_items, D)
+    cand : int32 (n_cand,)
+    out_a, out_b : float32 (n_cand, LANES)
+        Outputs.
+    """
+    dim = emb.shape[1]
+    n_cand = cand.shape[0]
+    zero = np.float32(0.0)
+    z8 = (zero, zero, zero, zero, zero, zero, zero, zero)
+    n_four = n_cand - n_cand % 4
+    for j in range(0, n_four, 4):
+        i0, i1, i2, i3 = cand[j], cand[j + 1], cand[j + 2], cand[j + 3]
+        a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = z8
+        for d in range(dim):
+            va = (
+                vec_a[d, 0],
+                vec_a[d, 1],
+                vec_a[d, 2],
+                vec_a[d, 3],
+                vec_a[d, 4],
+                vec_a[d, 5],
+                vec_a[d, 6],
+                vec_a[d, 7],
+            )
+            vb = (
+                vec_b[d, 0],
+                vec_b[d, 1],
+                vec_b[d, 2],
+                vec_b[d, 3],
+                vec_b[d, 4],
+                vec_b[d, 5],
+                vec_b[d, 6],
+                vec_b[d, 7],
+            )
+            e0, e1, e2, e3 = emb[i0, d], emb[i1, d], emb[i2, d], emb[i3, d]
+            a0 = _axpy8(a0, va, e0)
+            b0 = _axpy8(b0, vb, e0)
+            a1 = _axpy8(a1, va, e1)
+            b1 = _axpy8(b1, vb, e1)
+            a2 = _axpy8(a2, va, e2)
+            b2 = _axpy8(b2, vb, e2)
+            a3 = _axpy8(a3, va, e3)
+            b3 = _axpy8(b3, vb, e3)
+        _store8(out_a, j, a0)
+        _store8(out_a, j + 1, a1)
+        _store8(out_a, j + 2, a2)
+        _store8(out_a, j + 3, a3)
+        _store8(out_b, j, b0)
+        _store8(out_b, j + 1, b1)
+        _store8(out_b, j + 2, b2)
+        _store8(out_b, j + 3, b3)
+    for j in range(n_four, n_cand):
+        i = cand[j]
+        a0 = b0 = z8
+        for d in range(dim):
+            va = (
+                vec_a[d, 0],
+                vec_a[d, 1],
+                vec_a[d, 2],
+                vec_a[d, 3],
+                vec_a[d, 4],
+                vec_a[d, 5],
+                vec_a[d, 6],
+                vec_a[d, 7],
+            )
+            vb = (
+                vec_b[d, 0],
+                vec_b[d, 1],
+                vec_b[d, 2],
+                vec_b[d, 3],
+                vec_b[d, 4],
+                vec_b[d, 5],
+                vec_b[d, 6],
+                vec_b[d, 7],
+            )
+            a0 = _axpy8(a0, va, emb[i, d])
+            b0 = _axpy8(b0, vb, emb[i, d])
+        _store8(out_a, j, a0)
+        _store8(out_b, j, b0)
