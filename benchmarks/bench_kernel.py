@@ -20,8 +20,8 @@ the same per-view statistics as the kernel since stop 15).
   sub-step (``numba_realistic_agent_steps_per_s``: scattered rows, ~8 viewers per
   retrieval block; the rate is per agent-step, as the others).
   The engine's per-sub-step Python work (active set, logging) is not timed.
-* scoring throughput: :func:`sim.kernels.lanes.lane_dots` (the scoring part of
-  the fused kernel: 2 x D x n_cand flops per user) against the machine's measured
+* scoring throughput: :func:`sim.kernels.lanes.lane_dots2` (the scoring part of
+  the fused kernel, two lane groups at a time: 2 x D x n_cand flops per user) against the machine's measured
   float32 peak, taken as the best of NumPy's BLAS ``sgemm`` on 2048 x 2048
   matrices (``scoring_fraction_of_sgemm``).
 * Mesa: :meth:`sim.mesa_reference.ReferenceFeedModel.standard_steps`, one
@@ -56,7 +56,7 @@ import numpy as np
 
 from sim.engine import BLOCK_SIZE, FeedWorld
 from sim.kernels import feed
-from sim.kernels.lanes import LANES, lane_dots
+from sim.kernels.lanes import LANES, lane_dots2
 from sim.kernels.scoring import dot_scores
 from sim.mesa_reference import ReferenceFeedModel
 from sim.scenario import scenario_from_dict
@@ -197,15 +197,15 @@ def bench_scoring_fraction(dim: int, n_cand: int, n_items: int) -> dict:
     a @ b
     best = min(_timed(lambda: a @ b) for _ in range(5))
     sgemm_flops = 2 * 2048**3 / best
-    vec_t = rng.standard_normal((dim, LANES), dtype=np.float32)
+    vec_t = rng.standard_normal((2, dim, LANES), dtype=np.float32)
     emb = rng.standard_normal((n_items, dim), dtype=np.float32)
     cand = rng.choice(n_items, n_cand, replace=False).astype(np.int32)
-    out = np.empty((n_cand, LANES), dtype=np.float32)
-    reps = 20_000
+    out = np.empty((2, n_cand, LANES), dtype=np.float32)
+    reps = 10_000
     _lane_dots_loop(vec_t, emb, cand, out, 1)
     best = min(_timed(lambda: _lane_dots_loop(vec_t, emb, cand, out, reps)) for _ in range(5))
     threads = nb.get_num_threads()
-    scoring_flops = threads * reps * LANES * 2 * dim * n_cand / best  # one lane group per thread, in parallel
+    scoring_flops = threads * reps * 2 * LANES * 2 * dim * n_cand / best  # two lane groups per thread, in parallel
     return {
         "sgemm_gflops": round(sgemm_flops / 1e9, 1),
         "scoring_gflops": round(scoring_flops / 1e9, 1),
@@ -224,7 +224,7 @@ def _lane_dots_loop(vec_t, emb, cand, out, reps):
     for t in nb.prange(nb.get_num_threads()):
         mine = np.empty_like(out)
         for _rep in range(reps):
-            lane_dots(vec_t, emb, cand, mine)
+            lane_dots2(vec_t[0], vec_t[1], emb, cand, mine[0], mine[1])
         if t == 0:
             out[:] = mine
 

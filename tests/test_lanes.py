@@ -223,6 +223,25 @@ def test_the_lane_kernels_compile_to_eight_lane_vector_code():
     assert re.search(r"v(mul|fmadd\w*)ps\s+.*%ymm", asm), "lane_dots2 is no longer vectorised"
 
 
+@pytest.mark.parametrize("n_cand", [1, 7, 8, 9, 10, 16, 17, 63, 100, 129])
+def test_top_values8_are_each_lanes_ten_largest_with_ties_and_inf(n_cand):
+    """The block merge (simd.merge_top10_block8) and the insertion tail give each lane's sorted ten largest."""
+    rng = np.random.default_rng(n_cand)
+    for trial in range(30):
+        if trial % 3 == 0:
+            buf = rng.integers(0, 4, size=(n_cand, LANES)).astype(np.float32)  # many ties
+        else:
+            buf = rng.standard_normal((n_cand, LANES)).astype(np.float32)
+        buf[rng.random(buf.shape) < 0.15] = -np.inf
+        buf[rng.random(buf.shape) < 0.02] = np.float32(-0.0)
+        tops = np.empty((NET_MAX_SLATE, LANES), dtype=np.float32)
+        top_values8(buf, n_cand, tops)
+        want = np.full((NET_MAX_SLATE, LANES), -np.inf, dtype=np.float32)
+        m = min(n_cand, NET_MAX_SLATE)
+        want[:m] = -np.sort(-buf, axis=0)[:m]
+        np.testing.assert_array_equal(tops, want)
+
+
 @pytest.mark.parametrize("n_cand", [1, 3, 4, 99, 100])
 def test_lane_dots2_equals_two_lane_dots_bit_for_bit(n_cand):
     from sim.kernels.lanes import lane_dots

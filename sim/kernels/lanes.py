@@ -3,10 +3,10 @@
 The slate is the top ``k`` of a user's candidate scores. A per-user insertion into a
 sorted buffer branches on every candidate and mispredicts about half of the ~30
 insertions into a top-10 of 100 random scores; it was ~60% of ``view_step``'s time.
-Here the ``k``-th largest score of eight users is found at once by a compare-exchange
-network (a systolic top-``k``: each candidate's scores of the eight users pass down ten
-sorted positions, every position keeping the larger and passing the smaller), with no
-branch at all; each user's slate is then the candidates above that threshold, plus the
+Here the ``k``-th largest score of eight users is found at once by compare-exchange
+networks with no branch at all (blocks of eight candidates sorted and merged into the ten
+largest so far: :func:`sim.kernels.simd.merge_top10_block8`; the last few candidates by a
+systolic insertion, each candidate's scores passing down the ten sorted positions); each user's slate is then the candidates above that threshold, plus the
 first candidates equal to it, in score order with ties to the earlier candidate. That is
 exactly the slate of the insertion (kept, in :mod:`sim.kernels.reference`, as the twin).
 
@@ -49,7 +49,7 @@ import numpy as np
 from numba.core import config as _nb_config
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from sim.kernels.simd import count_gt_eq16, ge_mask8, transpose8x8
+from sim.kernels.simd import count_gt_eq16, ge_mask8, merge_top10_block8, transpose8x8
 
 __all__ = [
     "LANES",
@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 LANES = 8  # sim.kernels.simd's eight-lane compares assume it
-NET_MAX_SLATE = 10
+NET_MAX_SLATE = 10  # sim.kernels.simd.merge_top10_block8 merges into exactly ten
 _NEG = np.float32(-np.inf)
 
 
@@ -150,14 +150,24 @@ def top_values8(buf, n_cand, tops):
 
     ``tops[p, lane]`` is the ``p + 1``-th largest score of the lane (with multiplicity),
     ``-inf`` past the lane's finite scores. ``buf`` must hold ``-inf`` for ineligible
-    candidates (:func:`load_lanes`). A function of its own, not inlined: numba's
-    parallel-loop analysis rejects its tuple code inside a ``prange`` body; one call
-    serves eight users.
+    candidates (:func:`load_lanes`). Whole blocks of eight candidates are merged in by
+    :func:`sim.kernels.simd.merge_top10_block8` (a sorting network and a bitonic merge),
+    the last ``n_cand % 8`` by the systolic insertion (each candidate's scores pass down
+    the ten sorted positions). A function of its own, not inlined: numba's parallel-loop
+    analysis rejects its tuple code inside a ``prange`` body; one call serves eight users.
     """
-    neg = (_NEG, _NEG, _NEG, _NEG, _NEG, _NEG, _NEG, _NEG)
-    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = t8 = t9 = neg
-    for j in range(n_cand):
-        x = (buf[j, 0], buf[j, 1], buf[j, 2], buf[j, 3], buf[j, 4], buf[j, 5], buf[j, 6], buf[j, 7])
+    for p in range(NET_MAX_SLATE):
+        for lane in range(LANES):
+            tops[p, lane] = _NEG
+    n_eight = n_cand - n_cand % 8
+    for j in range(0, n_eight, 8):
+        merge_top10_block8(buf, j, tops)
+    if n_eight == n_cand:
+        return
+    t0, t1, t2, t3, t4 = _load8(tops, 0), _load8(tops, 1), _load8(tops, 2), _load8(tops, 3), _load8(tops, 4)
+    t5, t6, t7, t8, t9 = _load8(tops, 5), _load8(tops, 6), _load8(tops, 7), _load8(tops, 8), _load8(tops, 9)
+    for j in range(n_eight, n_cand):
+        x = _load8(buf, j)
         t0, x = _cx8(t0, x)
         t1, x = _cx8(t1, x)
         t2, x = _cx8(t2, x)
@@ -178,6 +188,12 @@ def top_values8(buf, n_cand, tops):
     _store8(tops, 7, t7)
     _store8(tops, 8, t8)
     _store8(tops, 9, t9)
+
+
+@nb.njit(inline="always", cache=True)
+def _load8(a, p):
+    """Row ``p`` of ``a`` (., LANES) as an eight-lane tuple."""
+    return (a[p, 0], a[p, 1], a[p, 2], a[p, 3], a[p, 4], a[p, 5], a[p, 6], a[p, 7])
 
 
 @nb.njit(inline="always", cache=True)
