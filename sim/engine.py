@@ -364,7 +364,7 @@ class FeedWorld:
                         it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
                         it.length_minutes, it.minhash,
                         u.true_interest, u.session, u.in_session_mask,
-                         pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
+                        pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
                         self.minhash, out_item, out_min, out_slate, block_cand,
                     )  # fmt: skip
                 else:
@@ -376,7 +376,7 @@ class FeedWorld:
                         it.embedding, it.category, it.harmful_mask, it.true_quality, it.true_hook,
                         it.length_minutes, it.minhash,
                         u.true_interest, u.session, u.in_session_mask,
-                         pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
+                        pf.user_hat, self.day_stats, self.cat_counts, self.imp_emb_sum,
                         self.minhash, out_item, out_min, out_slate,
                     )  # fmt: skip
             watched = out_item >= 0

@@ -76,7 +76,7 @@ def _world_bytes(sc: Scenario) -> dict[str, float]:
         + 16 * 4  # minhash
         + cc_size * row_width(c, cc_size)  # category counts of today's feed, rows padded to whole lines
         + 8 * 4  # the session block: seven float32 scalars in a row of eight (sim.state.Users.session)
-        + 4 + 5  # open_rate, and the int8/int16/bool fields (cohort, age, opt-out, night owl, in session)
+        + 4 + 6  # open_rate, and the int8/int16/bool fields (cohort 1, age 2, opt-out, night owl, in session 1 each)
     )  # fmt: skip
     fused, keeps_views = _recommender_traits(sc)
     parts = {

@@ -844,7 +844,8 @@ def replay(
     return RunRecord(
         scenario=sc, replication=replication, recommender=label, recommender_params={},
         cohort=users.cohort, age=users.age, opt_out_mask=users.opt_out_mask,
-        true_intended_minutes=users.true_intended_minutes, user_days=user_days, feed_days=feed_days,
+        true_intended_minutes=np.ascontiguousarray(users.true_intended_minutes),  # a column of the session block
+        user_days=user_days, feed_days=feed_days,
         hourly_minutes=hourly, true_interest0=users.true_interest0, true_interest=users.true_interest,
         imp_emb_sum=imp_emb_sum, minhash=minhash, agent_steps=views, creator_minutes=creator_minutes,
         extra=dict(requests=log.n_requests, views=views, sessions=int(sessions.sum()),

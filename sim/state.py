@@ -145,6 +145,12 @@ class Users:
         for c, name in enumerate(L.SESSION_FIELDS):
             setattr(self, name, self.session[:, c])
 
+    def __setstate__(self, state: dict) -> None:
+        # copy.deepcopy and unpickling copy each view apart from the block: tie the six to the block's columns again
+        self.__dict__.update(state)
+        for c, name in enumerate(L.SESSION_FIELDS):
+            setattr(self, name, self.session[:, c])
+
     @property
     def n_users(self) -> int:
         """Number of users."""

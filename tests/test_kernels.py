@@ -10,9 +10,11 @@ thresholds say how unlikely a failure of a correct generator would be.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -268,6 +270,10 @@ def test_session_scalars_are_columns_of_one_aligned_block_the_kernels_write_thro
     # a record keeps its own contiguous copy of the intended minutes, not a view that pins the block
     rec = simulate(sc.with_values({"clock.days": 1}))
     assert rec.true_intended_minutes.flags.c_contiguous and rec.true_intended_minutes.base is None
+    for clone in (copy.deepcopy(u), pickle.loads(pickle.dumps(u))):  # copies keep the six tied to their block
+        clone.time_left[:] = 7.0
+        assert (clone.session[:, L.S_TIME_LEFT] == 7.0).all(), "a copy's attribute detached from its block"
+        assert np.array_equal(clone.true_habit, u.true_habit) and not np.shares_memory(clone.session, u.session)
 
 
 @pytest.mark.parametrize("tick", [2, 75, 90])

@@ -290,7 +290,7 @@ def _prefetch_users(
     """Prefetch the rows of users ``active_idx[lo:hi]`` that a view reads and writes (:mod:`sim.kernels.prefetch`).
 
     Each row whole: its first and its last cache line (the arrays start on a line, ``sim.state.empty_aligned``,
-    but rows of 40-44 bytes still straddle two).
+    but the 44-byte rows of ``day_stats`` still straddle two, and unpadded callers' category counts may).
 
     Skipped when those users are (nearly) consecutive: the hardware prefetcher follows such streams.
     """
@@ -530,7 +530,8 @@ def view_step(
         Whether this tick is in 22:00-06:00.
     active_idx : int64 (n_act,)
         Users who view now (in session, tick time left); distinct (each lane group runs its users' views
-        in two passes, so a user listed twice in a group would see the passes interleaved).
+        in two passes, and the fused kernel reads two groups' profiles before either views, so a user listed
+        twice would see them interleaved).
     cand_idx : int32 (n_act, n_cand)
         Candidate item slots.
     scores : float32 (n_act, n_cand)
@@ -562,8 +563,9 @@ def view_step(
         The platform's profile, updated in place from the watched item.
     day_stats : float32 (n_users, N_DAY)
         Today's counters, updated in place.
-    cat_counts : uint16 or uint32 (n_users, n_categories)
-        Today's impressions by category, updated in place (saturating at the dtype's maximum).
+    cat_counts : uint16 or uint32 (n_users, n_cols), ``n_cols >= n_categories``
+        Today's impressions by category, updated in place (saturating at the dtype's maximum); the
+        engine pads the rows to whole cache lines (``sim.state.row_width``), only the categories' columns are used.
     imp_emb_sum : float32 (n_users, D)
         Run total of impression embeddings, updated in place.
     minhash : uint32 (n_users, K)
@@ -669,9 +671,10 @@ def profile_view_step(
     ranking of :func:`sim.kernels.scoring.dot_scores`. The results are the same,
     bit for bit, as :func:`draw_candidates`, then that scoring kernel, then
     :func:`view_step` (tested).
-    The platform's scores of eight users are computed at once (:func:`lane_dots`,
-    reading the candidates' rows in place), the users' true matches for the
-    slate only; nothing of size (n_act, n_cand) is written. The scores hold
+    The platform's scores of sixteen users, two lane groups of a block, are
+    computed at once (:func:`lane_dots2`, reading the candidates' rows in place;
+    :func:`lane_dots` for a block's last group alone), the users' true matches
+    for the slate only; nothing of size (n_act, n_cand) is written. The scores hold
     no NaN (unit embeddings, a profile learned from them, and an item bias and
     sharpness the engine checks: ``FeedWorld._checked_ranking``), so unlike
     :func:`view_step` there is no NaN guard.

@@ -173,7 +173,8 @@ def merge_top10_block8(typingctx, buf, j, tops):
     are moves and are left out (15 compare-exchanges). 19 + 8 + 15 operations for
     eight candidates instead of 80 for eight insertions: 44 -> 26 ns per user for
     100 candidates (one thread). Exact: the values are those of the insertion
-    (tested), NaN compares false in both (an ordered compare).
+    (tested) for scores without NaN, which both callers guarantee (:func:`sim.kernels.lanes.load_lanes` turns
+    NaN into ``-inf``; the fused kernel's scores hold none); with a NaN the two place it differently.
     """
     for arg, ndim, name in ((buf, 2, "buf"), (tops, 2, "tops")):
         _require(arg, ndim, f"merge_top10_block8's {name}")
