@@ -142,12 +142,14 @@ class Users:
 
     def __post_init__(self) -> None:
         self.session = session_block(*(getattr(self, name) for name in L.SESSION_FIELDS))
-        for c, name in enumerate(L.SESSION_FIELDS):
-            setattr(self, name, self.session[:, c])
+        self._tie_to_session()
 
     def __setstate__(self, state: dict) -> None:
         # copy.deepcopy and unpickling copy each view apart from the block: tie the six to the block's columns again
         self.__dict__.update(state)
+        self._tie_to_session()
+
+    def _tie_to_session(self) -> None:
         for c, name in enumerate(L.SESSION_FIELDS):
             setattr(self, name, self.session[:, c])
 
